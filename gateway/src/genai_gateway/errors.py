@@ -1,0 +1,112 @@
+"""The one table from gRPC status to HTTP status, and the OpenAI-shaped error envelope.
+
+    {"error": {"message": "...", "type": "invalid_request_error", "code": "invalid_argument",
+               "param": "input[0]", "trace_id": "..."}}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Mapping
+from typing import TypeVar
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from genai_core.status import field_violations
+from genai_core.telemetry import current_trace_id
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# gRPC code -> (HTTP status, OpenAI error type). Follows google.rpc's HTTP mapping (AIP-193).
+HTTP_FOR_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error"),
+    grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.ALREADY_EXISTS: (409, "conflict_error"),
+    grpc.StatusCode.ABORTED: (409, "conflict_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.CANCELLED: (499, "cancelled_error"),
+    grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+}
+SERVER_ERROR = (500, "server_error")
+
+
+class GatewayError(Exception):
+    """An error the gateway itself decides (auth, missing backend, body too large)."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
+
+
+def envelope(status: int, message: str, type_: str, code: str | None, param: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "code": code, "param": param, "trace_id": current_trace_id()}}
+    return JSONResponse(body, status_code=status)
+
+
+def _rename(path: str, renames: Mapping[str, str]) -> str:
+    """Map a proto field path ("texts[2]") to the HTTP field the client sent ("input[2]").
+
+    ``renames`` maps regular expressions to replacements, tried in order; the first match wins.
+    """
+    for pattern, replacement in renames.items():
+        renamed, count = re.subn(pattern, replacement, path, count=1)
+        if count:
+            return renamed
+    return path
+
+
+async def call(awaitable: Awaitable[T], renames: Mapping[str, str] | None = None) -> T:
+    """Await a gRPC call; turn its error into a GatewayError with the HTTP field names."""
+    try:
+        return await awaitable
+    except grpc.aio.AioRpcError as exc:
+        status, type_ = HTTP_FOR_GRPC.get(exc.code(), SERVER_ERROR)
+        violations = field_violations(exc)
+        param = _rename(violations[0][0], renames or {}) if violations else None
+        message = exc.details() or exc.code().name.lower()
+        if renames and violations:
+            message = message.replace(violations[0][0], param, 1)
+        if status >= 500:
+            logger.warning("backend call failed: %s %s", exc.code().name, exc.details())
+        raise GatewayError(status, message, type_, exc.code().name.lower(), param) from exc
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the same envelope."""
+
+    @app.exception_handler(GatewayError)
+    async def _gateway(_: Request, exc: GatewayError) -> JSONResponse:
+        return envelope(exc.status, exc.message, exc.type, exc.code, exc.param)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        if not loc and first.get("type") == "model_attributes_type":
+            first = {**first, "msg": "send a JSON object body with 'Content-Type: application/json'"}
+        param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
+        message = f"{param}: {first['msg']}" if param else str(first["msg"])
+        return envelope(400, message, "invalid_request_error", "invalid_argument", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return envelope(exc.status_code, str(exc.detail), "invalid_request_error", code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled gateway error")
+        trace_id = current_trace_id()
+        return envelope(500, f"internal error; report trace id {trace_id} to the operator", "server_error", "internal")

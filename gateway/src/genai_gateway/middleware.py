@@ -1,0 +1,71 @@
+"""Pure ASGI middleware: request id, trace id headers, body-size limit and HTTP metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from genai_core.metrics import LATENCY_BUCKETS
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from genai_gateway.errors import envelope
+
+
+class HttpMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "genai_http_requests", "HTTP requests by route and status.", ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "genai_http_request_duration_seconds", "Time to the response's first byte.", ["method", "route"],
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+
+
+class GatewayMiddleware:
+    def __init__(self, app, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            response = envelope(
+                413, f"the request body has {int(length)} bytes, over the limit of {self.max_body_bytes}",
+                "invalid_request_error", "payload_too_large",
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        ctx = trace.get_current_span().get_span_context()
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                extra = [(b"x-request-id", request_id.encode("latin-1"))]
+                if ctx.is_valid:
+                    trace_id = f"{ctx.trace_id:032x}"
+                    extra.append((b"x-trace-id", trace_id.encode()))
+                    # W3C Trace Context level 2 response header: version-trace-span-flags.
+                    extra.append(
+                        (b"traceresponse", f"00-{trace_id}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}".encode())
+                    )
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                route = getattr(scope.get("route"), "path", "unmatched")
+                self.metrics.requests.labels(scope["method"], route, str(message["status"])).inc()
+                self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

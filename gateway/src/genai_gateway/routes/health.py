@@ -1,0 +1,27 @@
+"""Liveness, readiness and metrics: open routes, never behind API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the gateway process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: 200 when every configured backend is SERVING, else 503")
+async def readyz(request: Request) -> JSONResponse:
+    statuses = await request.app.state.backends.readiness()
+    waiting = sorted(name for name, status in statuses.items() if status != "SERVING")
+    body = {"status": "not_ready" if waiting else "ready", "backends": statuses, "not_ready": waiting}
+    return JSONResponse(body, status_code=503 if waiting else 200)
+
+
+@router.get("/metrics", summary="Prometheus metrics of the gateway", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

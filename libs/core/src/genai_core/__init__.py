@@ -1,0 +1,1 @@
+"""Shared bootstrap for every GenAI gRPC service (see README "Shared core")."""

@@ -1,0 +1,109 @@
+"""Prometheus metrics for gRPC servers: requests, latency histogram and in-flight gauge."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Buckets span sub-millisecond tokenizer calls up to minute-long training or generation calls.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GrpcMetrics:
+    """One registry per server, so several in-process servers (tests) never collide."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["grpc_service", "grpc_method"]
+        self.requests = Counter(
+            "genai_grpc_requests", "Finished RPCs by status code.", [*labels, "grpc_code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "genai_grpc_request_duration_seconds", "RPC latency from first byte to status.", labels,
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "genai_grpc_in_flight_requests", "RPCs being served now.", labels, registry=self.registry
+        )
+        self.service = service
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` on ``host:port`` from a daemon thread."""
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        return _MetricsInterceptor(self)
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2) if method.count("/") == 2 else ("", "", method)
+    return service, name
+
+
+class _MetricsInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: GrpcMetrics) -> None:
+        self._m = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        labels = _split(handler_call_details.method)
+        m = self._m
+
+        def finish(context, started: float, failed: BaseException | None) -> None:
+            code = context.code()
+            if code is None:
+                code = grpc.StatusCode.OK if failed is None else grpc.StatusCode.UNKNOWN
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            m.requests.labels(*labels, name).inc()
+            m.latency.labels(*labels).observe(time.perf_counter() - started)
+            m.in_flight.labels(*labels).dec()
+
+        def unary(behavior):
+            async def wrapper(request, context):
+                started, failed = time.perf_counter(), None
+                m.in_flight.labels(*labels).inc()
+                try:
+                    return await behavior(request, context)
+                except BaseException as exc:
+                    failed = exc
+                    raise
+                finally:
+                    finish(context, started, failed)
+
+            return wrapper
+
+        def stream(behavior):
+            async def wrapper(request, context):
+                started, failed = time.perf_counter(), None
+                m.in_flight.labels(*labels).inc()
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                except BaseException as exc:
+                    failed = exc
+                    raise
+                finally:
+                    finish(context, started, failed)
+
+            return wrapper
+
+        kinds = (
+            ("unary_unary", unary, grpc.unary_unary_rpc_method_handler),
+            ("unary_stream", stream, grpc.unary_stream_rpc_method_handler),
+            ("stream_unary", unary, grpc.stream_unary_rpc_method_handler),
+            ("stream_stream", stream, grpc.stream_stream_rpc_method_handler),
+        )
+        for attr, wrap, build in kinds:
+            behavior = getattr(handler, attr)
+            if behavior:
+                return build(
+                    wrap(behavior),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler

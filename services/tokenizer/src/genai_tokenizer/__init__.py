@@ -1,0 +1,1 @@
+"""The tokenizer service (genai.tokenizer.v1.TokenizerService)."""

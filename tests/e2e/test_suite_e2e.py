@@ -1,0 +1,95 @@
+"""End to end: the suite as `make run` starts it, driven over HTTP and gRPC like a user would."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import httpx
+import pytest
+from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
+from genai.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.e2e
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN = "00f067aa0ba902b7"
+
+
+def test_ready_and_tokenize_over_http(suite):
+    ready = httpx.get(f"{suite.base_url}/readyz").json()
+    assert ready == {"status": "ready", "backends": {"tokenizer": "SERVING"}, "not_ready": []}
+    reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})
+    assert reply.status_code == 200
+    assert reply.json()["data"][0]["ids"] == [19556, 905]
+    assert reply.json()["data"][0]["tokens"] == ["Hello", "Ġworld"]
+
+
+def test_chat_template_over_http_and_grpc_agree(suite):
+    messages = [{"role": "user", "content": "What is 2+2?"}]
+    http = httpx.post(f"{suite.base_url}/v1/chat/template", json={"messages": messages}).json()
+    with grpc.insecure_channel(suite.tokenizer_target) as channel:
+        direct = pb_grpc.TokenizerServiceStub(channel).RenderChatTemplate(
+            pb.RenderChatTemplateRequest(
+                messages=[pb.ChatMessage(role="user", content="What is 2+2?")], add_generation_prompt=True
+            ),
+            timeout=10,
+        )
+    assert http["text"] == direct.text
+    assert http["ids"] == list(direct.ids)
+    assert http["text"].endswith("<|im_start|>assistant\n")
+
+
+def test_train_then_use_a_tokenizer(suite):
+    corpus = [f"line {i}: the quick brown fox jumps over the lazy dog number {i % 17}" for i in range(300)]
+    trained = httpx.post(
+        f"{suite.base_url}/v1/tokenizers",
+        json={"id": "e2e-bpe", "kind": "bpe", "vocab_size": 400, "texts": corpus},
+        timeout=60,
+    )
+    assert trained.status_code == 201, trained.text
+    info = trained.json()["tokenizer"]
+    assert info["source"] == "trained" and info["vocab_size"] <= 400
+    used = httpx.post(f"{suite.base_url}/v1/tokenize", json={"tokenizer": "e2e-bpe", "input": "the quick fox"})
+    ids = used.json()["data"][0]["ids"]
+    back = httpx.post(f"{suite.base_url}/v1/detokenize", json={"tokenizer": "e2e-bpe", "ids": ids}).json()
+    assert back["data"][0]["text"] == "the quick fox"
+    assert (suite.data_dir / "tokenizers" / "e2e-bpe" / "tokenizer.json").exists()
+    listed = [t["id"] for t in httpx.get(f"{suite.base_url}/v1/tokenizers").json()["data"]]
+    assert "e2e-bpe" in listed
+
+
+def test_bad_input_keeps_the_suite_serving(suite):
+    bad = httpx.post(f"{suite.base_url}/v1/detokenize", json={"ids": [[1, 10**9]]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_argument"
+    missing = httpx.post(f"{suite.base_url}/v1/tokenize", json={"tokenizer": "nope", "input": "x"})
+    assert missing.status_code == 404
+    assert httpx.get(f"{suite.base_url}/readyz").status_code == 200
+
+
+def test_one_trace_spans_gateway_and_tokenizer(suite):
+    reply = httpx.post(
+        f"{suite.base_url}/v1/tokenize",
+        json={"input": "trace me"},
+        headers={"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"},
+    )
+    assert reply.headers["x-trace-id"] == TRACE_ID
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        spans = suite.sink.spans(TRACE_ID)
+        if {"gateway", "tokenizer"} <= {s.service for s in spans} and len(spans) >= 3:
+            break
+        time.sleep(0.2)
+    spans = suite.sink.spans(TRACE_ID)
+    by_id = {s.span_id: s for s in spans}
+    server_http = [s for s in spans if s.service == "gateway" and s.parent_span_id == PARENT_SPAN]
+    assert server_http, f"no gateway span continues the caller's trace: {spans}"
+    grpc_server = [s for s in spans if s.service == "tokenizer" and s.name.endswith("TokenizerService/Tokenize")]
+    assert len(grpc_server) == 1, spans
+    # The tokenizer's server span hangs under the gateway's client span, which hangs under the HTTP span.
+    client = by_id[grpc_server[0].parent_span_id]
+    assert client.service == "gateway" and client.name.endswith("TokenizerService/Tokenize")
+    chain = client
+    while chain.parent_span_id in by_id:
+        chain = by_id[chain.parent_span_id]
+    assert chain.parent_span_id == PARENT_SPAN and chain.service == "gateway"
