@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 
 import grpc
@@ -57,7 +59,12 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         def finish(context, started: float, failed: BaseException | None) -> None:
             code = context.code()
             if code is None:
-                code = grpc.StatusCode.OK if failed is None else grpc.StatusCode.UNKNOWN
+                if failed is None:
+                    code = grpc.StatusCode.OK
+                elif isinstance(failed, asyncio.CancelledError):
+                    code = grpc.StatusCode.CANCELLED
+                else:
+                    code = grpc.StatusCode.UNKNOWN
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             m.requests.labels(*labels, name).inc()
             m.latency.labels(*labels).observe(time.perf_counter() - started)
@@ -82,8 +89,12 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
                 started, failed = time.perf_counter(), None
                 m.in_flight.labels(*labels).inc()
                 try:
-                    async for item in behavior(request, context):
-                        yield item
+                    result = behavior(request, context)
+                    if inspect.isasyncgen(result):
+                        async for item in result:
+                            yield item
+                    else:
+                        await result
                 except BaseException as exc:
                     failed = exc
                     raise

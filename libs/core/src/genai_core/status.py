@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import grpc
@@ -134,10 +135,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str):
-    if isinstance(exc, GenAIError):
-        await context.abort_with_status(to_status(exc))
+    # abort(), not abort_with_status(): the tracing interceptor's context proxy records only abort().
+    status = to_status(exc) if isinstance(exc, GenAIError) else None
+    if status is not None:
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(exc, NotImplementedError):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this server")
     logger.exception("unhandled error in %s", method)
-    await context.abort_with_status(internal_status())
+    status = internal_status()
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _wrap_unary(behavior, method: str):
@@ -155,8 +161,12 @@ def _wrap_unary(behavior, method: str):
 def _wrap_stream(behavior, method: str):
     async def wrapper(request, context):
         try:
-            async for item in behavior(request, context):
-                yield item
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:  # a handler that writes with context.write() and returns None
+                await result
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -171,8 +171,8 @@ class Tokenizer:
             for e in encodings
         ]
 
-    def count(self, texts: list[str], *, add_special_tokens: bool = True) -> list[int]:
-        self._check_texts(texts)
+    def count(self, texts: list[str], *, add_special_tokens: bool = True, field: str = "texts") -> list[int]:
+        self._check_texts(texts, field)
         return [len(e.ids) for e in self._backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
 
     def decode(self, sequences: list[list[int]], *, skip_special_tokens: bool = False) -> list[str]:

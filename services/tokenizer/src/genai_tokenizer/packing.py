@@ -44,8 +44,9 @@ def pack(
         raise InvalidArgument.for_field(
             "chunks", f"{len(chunks)} chunks exceed the batch limit of {tokenizer.limits.max_batch_size}"
         )
-    fixed = sum(tokenizer.count([system_prompt, question], add_special_tokens=False))
-    counts = tokenizer.count(chunks, add_special_tokens=False) if chunks else []
+    fixed = tokenizer.count([system_prompt], add_special_tokens=False, field="system_prompt")[0]
+    fixed += tokenizer.count([question], add_special_tokens=False, field="question")[0]
+    counts = tokenizer.count(chunks, add_special_tokens=False, field="chunks") if chunks else []
     sep = separator_tokens if separator_tokens is not None else tokenizer.count([SEPARATOR], add_special_tokens=False)[0]
     available = budget - reserved - fixed
     if available < 0:
