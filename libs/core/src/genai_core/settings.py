@@ -48,8 +48,9 @@ def _parse(raw: str, kind: Any) -> Any:
             return False
         raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        value = raw.strip()
         try:
-            return kind(raw.strip().lower())
+            return kind(value) if value in {m.value for m in kind} else kind(value.lower())
         except ValueError:
             raise ValueError(f"expected one of {[m.value for m in kind]}") from None
     if kind is Path:
@@ -115,4 +116,4 @@ class ServerSettings:
             "otlp_endpoint": environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             "log_level": environ.get("GENAI_LOG_LEVEL", "INFO"),
         }
-        return load(cls, prefix, environ, **{**shared, **defaults})
+        return load(cls, prefix, environ, **{**defaults, **shared})

@@ -183,17 +183,20 @@ class TokenizerRegistry:
         result = train(spec, stream, max_length=max_length or DEFAULT_TRAINED_MAX_LENGTH)
         target = self.trained_dir / tokenizer_id
         tmp = self.trained_dir / f".{tokenizer_id}.{uuid.uuid4().hex}"
-        result.tokenizer.save_pretrained(str(tmp))
-        created = datetime.now(UTC)
-        meta = {
-            "kind": spec.kind.value,
-            "max_length": result.tokenizer.model_max_length,
-            "create_time": created.isoformat(),
-            "trained_chars": result.trained_chars,
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        # Load from the temporary folder first: a tokenizer that cannot load never replaces one that can.
-        tokenizer = self._open(tokenizer_id, tmp, Source.TRAINED)
+        try:
+            result.tokenizer.save_pretrained(str(tmp))
+            meta = {
+                "kind": spec.kind.value,
+                "max_length": result.tokenizer.model_max_length,
+                "create_time": datetime.now(UTC).isoformat(),
+                "trained_chars": result.trained_chars,
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+            # Load from the temporary folder first: a tokenizer that cannot load never replaces one that can.
+            tokenizer = self._open(tokenizer_id, tmp, Source.TRAINED)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         with self._lock:
             if tokenizer_id in self._tokenizers and not overwrite:  # a concurrent train won the race
                 shutil.rmtree(tmp, ignore_errors=True)
