@@ -41,6 +41,8 @@ HTTP_FOR_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 SERVER_ERROR = (500, "server_error")
 
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict|list|[a-z_]+\[.*\])$")
+
 
 class GatewayError(Exception):
     """An error the gateway itself decides (auth, missing backend, body too large)."""
@@ -93,7 +95,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        # Drop "body" and pydantic's union-member names ("str", "list[int]") from the location.
+        loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
+        if first.get("type") == "json_invalid":
+            loc, first = [], {**first, "msg": "the body is not valid JSON"}
         if not loc and first.get("type") == "model_attributes_type":
             first = {**first, "msg": "send a JSON object body with 'Content-Type: application/json'"}
         param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None

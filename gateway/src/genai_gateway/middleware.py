@@ -5,14 +5,20 @@ Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from genai_core.metrics import LATENCY_BUCKETS
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.responses import Response
 
 from genai_gateway.errors import envelope
+
+logger = logging.getLogger(__name__)
+
+
 
 
 class HttpMetrics:
@@ -41,19 +47,14 @@ class GatewayMiddleware:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        length = headers.get(b"content-length")
-        if length and length.isdigit() and int(length) > self.max_body_bytes:
-            response = envelope(
-                413, f"the request body has {int(length)} bytes, over the limit of {self.max_body_bytes}",
-                "invalid_request_error", "payload_too_large",
-            )
-            await response(scope, receive, send)
-            return
         started = time.perf_counter()
         ctx = trace.get_current_span().get_span_context()
+        response_started = False
 
         async def send_with_headers(message):
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 extra = [(b"x-request-id", request_id.encode("latin-1"))]
                 if ctx.is_valid:
                     trace_id = f"{ctx.trace_id:032x}"
@@ -68,4 +69,42 @@ class GatewayMiddleware:
                 self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        def too_large(size: int) -> Response:
+            return envelope(
+                413, f"the request body has {size} bytes or more, over the limit of {self.max_body_bytes}",
+                "invalid_request_error", "payload_too_large",
+            )
+
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            await too_large(int(length))(scope, receive, send_with_headers)
+            return
+
+        app_receive = receive
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A chunked body has no Content-Length: read it here (bounded) and replay it to the app.
+            messages, size = [], 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                size += len(message.get("body", b""))
+                if size > self.max_body_bytes:
+                    await too_large(size)(scope, receive, send_with_headers)
+                    return
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+            replay = iter(messages)
+
+            async def app_receive():
+                return next(replay, None) or await receive()
+
+        try:
+            await self.app(scope, app_receive, send_with_headers)
+        except Exception:
+            if response_started:
+                raise
+            logger.exception("unhandled gateway error")
+            trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else "unknown"
+            await envelope(
+                500, f"internal error; report trace id {trace_id} to the operator", "server_error", "internal"
+            )(scope, receive, send_with_headers)

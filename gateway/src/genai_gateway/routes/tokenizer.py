@@ -135,7 +135,9 @@ async def detokenize(body: api.DetokenizeRequest, request: Request) -> api.Detok
                 skip_special_tokens=body.skip_special_tokens,
             )
         ),
-        {r"^sequences\[(\d+)\]\.ids": r"ids[\1]", r"^sequences": "ids"},
+        {r"^sequences\[0\]\.ids": "ids", r"^sequences": "ids"}
+        if sequences is not ids
+        else {r"^sequences\[(\d+)\]\.ids": r"ids[\1]", r"^sequences": "ids"},
     )
     return api.DetokenizeResponse(
         tokenizer=reply.tokenizer,
