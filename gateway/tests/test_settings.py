@@ -40,16 +40,20 @@ def test_shared_variables_are_read():
     assert settings.log_level == "DEBUG"
 
 
-def test_targets_default_is_tokenizer_only():
-    assert GatewaySettings().targets() == {"tokenizer": "127.0.0.1:50051"}
+def test_targets_default_to_the_implemented_services():
+    assert GatewaySettings().targets() == {"tokenizer": "127.0.0.1:50051", "inference": "127.0.0.1:50052"}
 
 
 def test_targets_omit_empty_ones():
     settings = GatewaySettings.from_env(
-        {"GENAI_GATEWAY_TOKENIZER_TARGET": "", "GENAI_GATEWAY_EMBEDDING_TARGET": "emb:50053"}
+        {
+            "GENAI_GATEWAY_TOKENIZER_TARGET": "",
+            "GENAI_GATEWAY_INFERENCE_TARGET": "",
+            "GENAI_GATEWAY_EMBEDDING_TARGET": "emb:50053",
+        }
     )
     assert settings.targets() == {"embedding": "emb:50053"}
-    assert GatewaySettings(tokenizer_target="").targets() == {}
+    assert GatewaySettings(tokenizer_target="", inference_target="").targets() == {}
 
 
 def test_every_backend_has_a_target_field():

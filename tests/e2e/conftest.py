@@ -18,6 +18,7 @@ from tests.support.processes import REPO_ROOT, free_port, log_tail, stop, wait_h
 class Suite:
     base_url: str
     tokenizer_target: str
+    inference_target: str
     sink: OtlpSink
     log: Path
     data_dir: Path
@@ -28,7 +29,7 @@ def suite(tmp_path_factory) -> Suite:
     sink = OtlpSink()
     sink.start()
     work = tmp_path_factory.mktemp("suite")
-    gateway_port, tokenizer_port = free_port(), free_port()
+    gateway_port, tokenizer_port, inference_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -36,7 +37,12 @@ def suite(tmp_path_factory) -> Suite:
         "HF_HUB_OFFLINE": "1",
         "GENAI_GATEWAY_PORT": str(gateway_port),
         "GENAI_GATEWAY_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
+        "GENAI_GATEWAY_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
         "GENAI_TOKENIZER_PORT": str(tokenizer_port),
+        "GENAI_INFERENCE_PORT": str(inference_port),
+        "GENAI_INFERENCE_METRICS_PORT": str(free_port()),
+        "GENAI_INFERENCE_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
+        "GENAI_INFERENCE_DATA_DIR": str(work / "inference"),
         "GENAI_TOKENIZER_METRICS_PORT": str(free_port()),
         "GENAI_TOKENIZER_DATA_DIR": str(work / "tokenizer"),
         "GENAI_TOKENIZER_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
@@ -52,8 +58,8 @@ def suite(tmp_path_factory) -> Suite:
         )
     base = f"http://127.0.0.1:{gateway_port}"
     try:
-        wait_http_ok(f"{base}/readyz", 180, proc=proc, log_path=log)
-        yield Suite(base, f"127.0.0.1:{tokenizer_port}", sink, log, work / "tokenizer")
+        wait_http_ok(f"{base}/readyz", 300, proc=proc, log_path=log)
+        yield Suite(base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", sink, log, work / "tokenizer")
     finally:
         code = stop(proc, 30)
         sink.stop()

@@ -18,7 +18,11 @@ PARENT_SPAN = "00f067aa0ba902b7"
 
 def test_ready_and_tokenize_over_http(suite):
     ready = httpx.get(f"{suite.base_url}/readyz").json()
-    assert ready == {"status": "ready", "backends": {"tokenizer": "SERVING"}, "not_ready": []}
+    assert ready == {
+        "status": "ready",
+        "backends": {"tokenizer": "SERVING", "inference": "SERVING"},
+        "not_ready": [],
+    }
     reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})
     assert reply.status_code == 200
     assert reply.json()["data"][0]["ids"] == [19556, 905]
@@ -93,3 +97,52 @@ def test_one_trace_spans_gateway_and_tokenizer(suite):
     while chain.parent_span_id in by_id:
         chain = by_id[chain.parent_span_id]
     assert chain.parent_span_id == PARENT_SPAN and chain.service == "gateway"
+
+
+def test_chat_through_the_openai_sdk_and_the_tgi_client(suite):
+    from openai import OpenAI
+    from text_generation import Client
+
+    client = OpenAI(base_url=f"{suite.base_url}/v1", api_key="unused", timeout=120)
+    models = [m.id for m in client.models.list().data]
+    assert "smollm2-135m-instruct" in models
+    reply = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        temperature=0,
+        max_tokens=12,
+    )
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.usage.completion_tokens <= 12
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="smollm2-135m-instruct",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+        )
+        if chunk.choices
+    ]
+    assert "".join(pieces) == reply.choices[0].message.content
+    tgi = Client(suite.base_url, timeout=120).generate("The capital of France is", max_new_tokens=4)
+    assert tgi.generated_text.strip()
+
+
+def test_one_trace_spans_gateway_and_inference(suite):
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4737"
+    httpx.post(
+        f"{suite.base_url}/v1/completions",
+        json={"model": "smollm2-135m-instruct", "prompt": "Hello", "max_tokens": 2, "temperature": 0},
+        headers={"traceparent": f"00-{trace_id}-{PARENT_SPAN}-01"},
+        timeout=120,
+    ).raise_for_status()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "inference" not in {s.service for s in suite.sink.spans(trace_id)}:
+        time.sleep(0.2)
+    spans = suite.sink.spans(trace_id)
+    server = [s for s in spans if s.service == "inference" and s.name.endswith("InferenceService/Generate")]
+    assert len(server) == 1, spans
+    parent = {s.span_id: s for s in spans}[server[0].parent_span_id]
+    assert parent.service == "gateway"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from genai.inference.v1 import inference_service_pb2_grpc
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc
 from genai_core.channels import create_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -50,6 +51,10 @@ class Backends:
     @property
     def tokenizer(self) -> tokenizer_service_pb2_grpc.TokenizerServiceStub:
         return tokenizer_service_pb2_grpc.TokenizerServiceStub(self.channel("tokenizer"))
+
+    @property
+    def inference(self) -> inference_service_pb2_grpc.InferenceServiceStub:
+        return inference_service_pb2_grpc.InferenceServiceStub(self.channel("inference"))
 
     async def _status(self, name: str) -> str:
         stub = health_pb2_grpc.HealthStub(self._channels[name])

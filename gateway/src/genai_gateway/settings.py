@@ -12,7 +12,7 @@ PREFIX = "GENAI_GATEWAY_"
 # Backend name -> default gRPC target. An empty target means "not deployed": its routes answer 503.
 DEFAULT_TARGETS = {
     "tokenizer": "127.0.0.1:50051",
-    "inference": "",
+    "inference": "127.0.0.1:50052",
     "embedding": "",
     "retrieval": "",
     "agent": "",
@@ -30,7 +30,7 @@ class GatewaySettings:
     train_timeout: float = 900.0  # seconds; tokenizer training may read large corpora
     max_body_bytes: int = 16 * 1024 * 1024
     tokenizer_target: str = DEFAULT_TARGETS["tokenizer"]
-    inference_target: str = ""
+    inference_target: str = DEFAULT_TARGETS["inference"]
     embedding_target: str = ""
     retrieval_target: str = ""
     agent_target: str = ""

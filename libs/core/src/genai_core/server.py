@@ -115,14 +115,16 @@ async def run_service(
     service_name: str,
     services: Sequence[ServiceSpec],
     ready: Callable[[], Awaitable[None]],
+    metrics: GrpcMetrics | None = None,
 ) -> None:
     """Run a service process until SIGTERM/SIGINT: the body of every ``__main__``.
 
     ``ready`` loads and warms whatever the service needs; health turns SERVING only after it.
+    ``metrics`` lets the service register its own collectors on the served registry.
     """
     setup_logging(service_name, settings.log_level)
     provider = setup_telemetry(service_name, settings.otlp_endpoint)
-    server = GrpcServer(settings, services, tracer_provider=provider)
+    server = GrpcServer(settings, services, tracer_provider=provider, metrics=metrics)
     if settings.metrics_port:
         server.metrics.serve(settings.host, settings.metrics_port)
     port = await server.start()

@@ -10,7 +10,7 @@ from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
 from genai_core.errors import InvalidArgument
 from genai_core.server import ServiceSpec
-from google.protobuf import json_format
+from genai_core.structs import struct_to_dict
 
 from genai_tokenizer import packing
 from genai_tokenizer.model import Kind, Source, Tokenizer, TokenizerInfo
@@ -72,7 +72,7 @@ def _message(m: pb.ChatMessage) -> dict:
             {
                 "id": c.id,
                 "type": "function",
-                "function": {"name": c.name, "arguments": json_format.MessageToDict(c.arguments)},
+                "function": {"name": c.name, "arguments": struct_to_dict(c.arguments)},
             }
             for c in m.tool_calls
         ]
@@ -85,7 +85,7 @@ def _tool(t: pb.Tool) -> dict:
         "function": {
             "name": t.name,
             "description": t.description,
-            "parameters": json_format.MessageToDict(t.parameters),
+            "parameters": struct_to_dict(t.parameters),
         },
     }
 

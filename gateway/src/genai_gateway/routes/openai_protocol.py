@@ -1,0 +1,256 @@
+"""JSON shapes of the OpenAI-compatible routes (pydantic), as OpenAI's API reference defines them.
+
+Requests reject unknown fields (OpenAI answers "Unrecognized request argument" too), so a
+misspelt parameter is an error instead of silently doing nothing. vLLM's sampling extras
+(top_k, min_p, repetition_penalty, min_tokens, ignore_eos, stop_token_ids, chat_template_kwargs)
+are accepted as well.
+
+Responses have no defaults on purpose: routes set every field they send and the routes serialize
+with ``exclude_unset``, so a field OpenAI always sends as ``null`` (``usage`` on stream chunks with
+include_usage, ``logprobs``) is sent as ``null``, and one OpenAI leaves out is left out.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_N = 128  # OpenAI's own limit on n
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class _Sampling(_Request):
+    """Parameters both /v1/chat/completions and /v1/completions take."""
+
+    model: str = Field(
+        "", description="A model id from GET /v1/models, an adapter, or `base:adapter`; empty = default."
+    )
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: int = Field(1, ge=1, le=MAX_N)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        None, description="Token id (as a string) -> bias between -100 and 100."
+    )
+    user: str | None = Field(None, description="Accepted and ignored.")
+    # vLLM extras
+    top_k: int | None = Field(None, ge=-1, description="vLLM extra; -1 or 0 disables.")
+    min_p: float | None = Field(None, ge=0, le=1, description="vLLM extra.")
+    repetition_penalty: float | None = Field(None, gt=0, description="vLLM extra; 1 disables.")
+    min_tokens: int | None = Field(None, ge=0, description="vLLM extra.")
+    ignore_eos: bool = Field(False, description="vLLM extra.")
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] = Field([], description="vLLM extra.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: dict[str, int] | None = None
+
+
+# -- chat ---------------------------------------------------------------------------------------
+
+
+class TextPart(_Request):
+    type: Literal["text"]
+    text: str
+
+
+class MessageFunctionCall(_Request):
+    name: str = Field(..., min_length=1)
+    arguments: str = Field(..., description="The arguments as a JSON text, as the model wrote them.")
+
+
+class MessageToolCall(_Request):
+    id: str
+    type: Literal["function"] = "function"
+    function: MessageFunctionCall
+
+
+class Message(_Request):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None  # assistant messages echoed back from a response carry it
+
+
+class ToolFunction(_Request):
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = {}
+    strict: bool | None = None
+
+
+class Tool(_Request):
+    type: Literal["function"]
+    function: ToolFunction
+
+
+class NamedFunction(_Request):
+    name: str = Field(..., min_length=1)
+
+
+class NamedToolChoice(_Request):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchema(_Request):
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Request):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = Field(None, description="Required when type is json_schema.")
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[Message] = Field(..., min_length=1)
+    max_tokens: int | None = Field(None, ge=1, description="Deprecated by OpenAI in favour of max_completion_tokens.")
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="vLLM extra: variables for the chat template."
+    )
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None
+
+
+class ResponseFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class ResponseToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: ResponseFunction
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None
+    tool_calls: list[ResponseToolCall] | None = None
+    reasoning_content: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ResponseMessage
+    logprobs: ChoiceLogprobs | None
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+# -- completions (legacy) -----------------------------------------------------------------------
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        ..., description="A text, a list of texts, token ids, or a list of token-id lists; one request each."
+    )
+    max_tokens: int | None = Field(
+        16, ge=0, description="OpenAI's default is 16; 0 with echo scores the prompt only (lm-eval loglikelihood)."
+    )
+    logprobs: int | None = Field(None, ge=0, le=20, description="Return the top-N alternatives of each token.")
+    echo: bool = Field(False, description="Start the text (and logprobs) with the prompt.")
+    best_of: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
+    response_format: ResponseFormat | None = Field(
+        None, description="vLLM extension: constrain the completion to JSON (object or schema)."
+    )
+    suffix: str | None = Field(None, max_length=0, description="Not supported; leave it out.")
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: Literal["stop", "length"] | None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    root: str | None = None
+    parent: str | None = None
+    max_model_len: int | None = Field(None, description="vLLM extra: the context length.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]

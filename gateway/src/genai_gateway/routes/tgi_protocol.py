@@ -1,0 +1,86 @@
+"""JSON shapes of the TGI-compatible routes (pydantic), as text-generation-inference defines them.
+
+Like TGI, requests ignore fields they do not know (the `text-generation` client sends `stream`
+to every route). Responses have no defaults: routes set what they send and serialize with
+``exclude_unset``, so ``details`` appears only when asked for, as in TGI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Grammar(BaseModel):
+    type: Literal["json", "regex"]
+    value: dict[str, Any] | str = Field(
+        ..., description="A JSON Schema (object or JSON text), or a regular expression."
+    )
+
+
+class Parameters(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    max_new_tokens: int | None = Field(None, ge=1)
+    do_sample: bool = Field(False, description="false (and no temperature/top_k/top_p) means greedy decoding.")
+    temperature: float | None = Field(None, gt=0)
+    top_k: int | None = Field(None, gt=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    typical_p: float | None = Field(None, description="Not supported: 422 when set.")
+    repetition_penalty: float | None = Field(None, gt=0)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = Field(None, ge=0, lt=2**64)
+    stop: list[str] = []
+    details: bool = False
+    decoder_input_details: bool = False
+    return_full_text: bool | None = False
+    best_of: int | None = Field(None, ge=1, description="Only 1 is supported.")
+    truncate: int | None = Field(None, description="Not supported: 422 when set.")
+    watermark: bool = Field(False, description="Not supported: 422 when true.")
+    grammar: Grammar | None = None
+    top_n_tokens: int | None = Field(None, ge=0, le=20)
+    adapter_id: str | None = Field(None, description="A loaded adapter (or `base:adapter`); empty = the default model.")
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    inputs: str = Field(..., min_length=1)
+    parameters: Parameters = Field(default_factory=Parameters)
+    stream: bool = Field(False, description="Only read by POST /, which streams when it is true.")
+
+
+class Token(BaseModel):
+    id: int
+    text: str
+    logprob: float | None
+    special: bool
+
+
+class PrefillToken(BaseModel):
+    id: int
+    text: str
+    logprob: float | None
+
+
+FinishReason = Literal["length", "eos_token", "stop_sequence"]
+
+
+class Details(BaseModel):
+    finish_reason: FinishReason
+    generated_tokens: int
+    seed: int | None
+    prefill: list[PrefillToken]
+    tokens: list[Token]
+    top_tokens: list[list[Token]] | None = None
+
+
+class GenerateResponse(BaseModel):
+    generated_text: str
+    details: Details | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    error_type: str

