@@ -12,7 +12,7 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core services/tokenizer services/inference gateway
+PACKAGES := libs/core services/tokenizer services/inference services/embedding gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
@@ -71,6 +71,10 @@ run: setup ## Start every implemented service and the gateway (Ctrl-C stops all)
 
 test: setup $(NODE_STAMP) lint deploy-check ## Set up what is missing and run the whole suite.
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-conformance
+
+test-conformance: setup ## The openai/text-generation SDK conformance tests against the real inference service.
+	PY=$(PY) bash scripts/conformance.sh
 
 test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)

@@ -41,7 +41,9 @@ def test_shared_variables_are_read():
 
 
 def test_targets_default_to_the_implemented_services():
-    assert GatewaySettings().targets() == {"tokenizer": "127.0.0.1:50051", "inference": "127.0.0.1:50052"}
+    assert GatewaySettings().targets() == {
+        "tokenizer": "127.0.0.1:50051", "inference": "127.0.0.1:50052", "embedding": "127.0.0.1:50053",
+    }
 
 
 def test_targets_omit_empty_ones():
@@ -53,7 +55,7 @@ def test_targets_omit_empty_ones():
         }
     )
     assert settings.targets() == {"embedding": "emb:50053"}
-    assert GatewaySettings(tokenizer_target="", inference_target="").targets() == {}
+    assert GatewaySettings(tokenizer_target="", inference_target="", embedding_target="").targets() == {}
 
 
 def test_every_backend_has_a_target_field():

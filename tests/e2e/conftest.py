@@ -29,7 +29,7 @@ def suite(tmp_path_factory) -> Suite:
     sink = OtlpSink()
     sink.start()
     work = tmp_path_factory.mktemp("suite")
-    gateway_port, tokenizer_port, inference_port = free_port(), free_port(), free_port()
+    gateway_port, tokenizer_port, inference_port, embedding_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -38,6 +38,10 @@ def suite(tmp_path_factory) -> Suite:
         "GENAI_GATEWAY_PORT": str(gateway_port),
         "GENAI_GATEWAY_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
         "GENAI_GATEWAY_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
+        "GENAI_GATEWAY_EMBEDDING_TARGET": f"127.0.0.1:{embedding_port}",
+        "GENAI_EMBEDDING_PORT": str(embedding_port),
+        "GENAI_EMBEDDING_METRICS_PORT": str(free_port()),
+        "GENAI_EMBEDDING_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
         "GENAI_TOKENIZER_PORT": str(tokenizer_port),
         "GENAI_INFERENCE_PORT": str(inference_port),
         "GENAI_INFERENCE_METRICS_PORT": str(free_port()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+from genai.embedding.v1 import embedding_service_pb2_grpc
 from genai.inference.v1 import inference_service_pb2_grpc
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc
 from genai_core.channels import create_channel
@@ -55,6 +56,10 @@ class Backends:
     @property
     def inference(self) -> inference_service_pb2_grpc.InferenceServiceStub:
         return inference_service_pb2_grpc.InferenceServiceStub(self.channel("inference"))
+
+    @property
+    def embedding(self) -> embedding_service_pb2_grpc.EmbeddingServiceStub:
+        return embedding_service_pb2_grpc.EmbeddingServiceStub(self.channel("embedding"))
 
     async def _status(self, name: str) -> str:
         stub = health_pb2_grpc.HealthStub(self._channels[name])

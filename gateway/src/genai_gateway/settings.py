@@ -13,7 +13,7 @@ PREFIX = "GENAI_GATEWAY_"
 DEFAULT_TARGETS = {
     "tokenizer": "127.0.0.1:50051",
     "inference": "127.0.0.1:50052",
-    "embedding": "",
+    "embedding": "127.0.0.1:50053",
     "retrieval": "",
     "agent": "",
     "evaluation": "",
@@ -31,7 +31,7 @@ class GatewaySettings:
     max_body_bytes: int = 16 * 1024 * 1024
     tokenizer_target: str = DEFAULT_TARGETS["tokenizer"]
     inference_target: str = DEFAULT_TARGETS["inference"]
-    embedding_target: str = ""
+    embedding_target: str = DEFAULT_TARGETS["embedding"]
     retrieval_target: str = ""
     agent_target: str = ""
     evaluation_target: str = ""

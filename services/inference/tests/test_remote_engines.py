@@ -26,8 +26,9 @@ async def gateway_url(inference):
     deferred: Deferred = Deferred("inference engine")
     deferred.set(inference)
     async with running_server([service_spec(deferred)]) as (server, _channel):
-        settings = GatewaySettings(inference_target=f"127.0.0.1:{server.port}", tokenizer_target="",
-                                   request_timeout=120)
+        settings = GatewaySettings(
+            inference_target=f"127.0.0.1:{server.port}", tokenizer_target="", request_timeout=120
+        )
         async with serve_gateway(settings) as url:
             yield url
 
@@ -47,8 +48,9 @@ def remotes(gateway_url, source, tokenizer, settings):
 
 async def _answer(inference: Inference, chat_text, **sampling) -> tuple[str, FinishReason]:
     prompt = chat_text(QUESTION)
-    request = inference.request("", "", text=prompt, sampling=Sampling(**sampling), constraint=None,
-                                add_special_tokens=False)
+    request = inference.request(
+        "", "", text=prompt, sampling=Sampling(**sampling), constraint=None, add_special_tokens=False
+    )
     result = await inference.collect(request)
     return result.completions[0].text, result.completions[0].finish.reason
 
@@ -75,20 +77,34 @@ async def test_remote_stop_sequence_and_seed(kind, remotes, chat_text):
 async def test_remote_json_schema(kind, remotes, chat_text):
     import json
 
-    schema = {"type": "object", "additionalProperties": False, "required": ["city"],
-              "properties": {"city": {"type": "string", "maxLength": 12}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["city"],
+        "properties": {"city": {"type": "string", "maxLength": 12}},
+    }
     inference = remotes[kind]
-    request = inference.request("", "", text=chat_text("Name a city as JSON."), add_special_tokens=False,
-                                sampling=Sampling(temperature=0.0, max_new_tokens=30),
-                                constraint=Constraint(ConstraintKind.JSON_SCHEMA, schema))
+    request = inference.request(
+        "",
+        "",
+        text=chat_text("Name a city as JSON."),
+        add_special_tokens=False,
+        sampling=Sampling(temperature=0.0, max_new_tokens=30),
+        constraint=Constraint(ConstraintKind.JSON_SCHEMA, schema),
+    )
     result = await inference.collect(request)
     assert set(json.loads(result.completions[0].text)) == {"city"}
 
 
 async def test_remote_unsupported_constraint_is_a_clear_error(remotes, chat_text):
     inference = remotes["openai"]
-    request = inference.request("", "", text=chat_text("Yes or no?"), add_special_tokens=False,
-                                sampling=Sampling(temperature=0.0, max_new_tokens=3),
-                                constraint=Constraint(ConstraintKind.REGEX, "yes|no"))
+    request = inference.request(
+        "",
+        "",
+        text=chat_text("Yes or no?"),
+        add_special_tokens=False,
+        sampling=Sampling(temperature=0.0, max_new_tokens=3),
+        constraint=Constraint(ConstraintKind.REGEX, "yes|no"),
+    )
     with pytest.raises(FailedPrecondition):
         await inference.collect(request)

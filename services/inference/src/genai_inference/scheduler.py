@@ -210,10 +210,27 @@ class Scheduler:
             owners.update({id(r): r for r in self._waiting})
             self._waiting.clear()
         for owner in owners.values():
-            owner.emit(exc if not owner.first_token else FinishEvent(0, FinishReason.ERROR))
-            owner.emit(_DONE)
+            if not owner.first_token:
+                owner.emit(exc)  # nothing was sent yet: the caller gets the error itself
+                owner.emit(_DONE)
+                continue
+            for index in range(owner.request.sampling.n):
+                owner.emit(FinishEvent(index, FinishReason.ERROR))
+            self._complete(owner)
         self._running = []
         self._batch = empty_batch()
+
+    def _drop_unloaded_adapters(self) -> None:
+        """Rows whose adapter was unloaded mid-request end with ERROR; the rest of the batch goes on."""
+        loaded = getattr(self.engine, "adapters", None)
+        if loaded is None:
+            return
+        finished = [
+            FinishEvent(seq.index, FinishReason.ERROR)
+            if seq.owner.request.adapter and seq.owner.request.adapter not in loaded else None
+            for seq in self._running
+        ]
+        self._retire(finished)
 
     def _admit(self) -> None:
         while True:
@@ -254,25 +271,27 @@ class Scheduler:
             self._complete(entry)
             return
         compiled = self.compiler.compile(request.constraint) if request.constraint and self.compiler else None
+        # Build every per-sequence object before touching the batch, so a failure leaves it consistent.
+        sequences = [
+            _Sequence(
+                entry,
+                index,
+                Sampler(
+                    params if params.seed is None else _with_seed(params, (params.seed + index) % 2**63),
+                    request.prompt_ids,
+                    self._vocab,
+                    self.engine.eos_token_ids,
+                ),
+                TextStream(self.tokenizer, params.stop, request.prompt_ids),
+                compiled.matcher() if compiled else None,
+            )
+            for index in range(params.n)
+        ]
         entry.remaining = params.n
         if params.n > 1:
             kv.select([0] * params.n)
         self._batch.extend(kv)
-        for index in range(params.n):
-            sampler = Sampler(
-                params if params.seed is None else _with_seed(params, params.seed + index),
-                request.prompt_ids,
-                self._vocab,
-                self.engine.eos_token_ids,
-            )
-            seq = _Sequence(
-                entry,
-                index,
-                sampler,
-                TextStream(self.tokenizer, params.stop, request.prompt_ids),
-                compiled.matcher() if compiled else None,
-            )
-            self._running.append(seq)
+        self._running.extend(sequences)
         rows = range(len(self._running) - params.n, len(self._running))
         finished = [self._advance(self._running[r], logits[0].clone()) for r in rows]
         self._retire(finished, first=range(len(self._running) - params.n, len(self._running)))
@@ -298,6 +317,9 @@ class Scheduler:
         return text
 
     def _step(self) -> None:
+        self._drop_unloaded_adapters()
+        if not self._running:
+            return
         started = time.perf_counter()
         tokens = torch.tensor([s.last_token for s in self._running], dtype=torch.long)
         adapters = [s.owner.request.adapter for s in self._running]

@@ -116,7 +116,8 @@ class Inference:
 
     @property
     def base(self) -> ModelInfo:
-        return self.backend.models()[0]
+        info = self.backend.models()[0]
+        return replace(info, max_new_tokens=min(info.max_new_tokens, self.settings.max_new_tokens))
 
     def models(self) -> list[ModelInfo]:
         return [self.base, *self._adapters.values()]
@@ -165,6 +166,9 @@ class Inference:
         return info
 
     def unload_adapter(self, name: str) -> ModelInfo:
+        base_part, sep, adapter = name.partition(":")
+        if sep and base_part == self.base.id:
+            name = adapter
         info = self._adapters.get(name)
         if info is None:
             raise NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)

@@ -98,7 +98,12 @@ class TorchEngine:
         if name not in self._adapters:
             raise NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)
         with self._lock:
-            self._model.delete_adapter(name)
+            if len(self._adapters) == 1:
+                # PEFT keeps pointing at a deleted last adapter; unwrapping gives back the plain base model.
+                self._model = self._model.unload()
+                self._base = self._model
+            else:
+                self._model.delete_adapter(name)
             del self._adapters[name]
 
     # -- forward ----------------------------------------------------------------------------

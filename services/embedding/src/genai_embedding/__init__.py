@@ -1,0 +1,1 @@
+"""The embedding service: dense and sparse vectors and bi-encoder rerank over gRPC."""

@@ -1,0 +1,285 @@
+"""The embedding domain: validate, tokenize with an explicit truncation policy, embed, rerank. No grpc here.
+
+    embedder = Embedder.load(EmbeddingSettings())
+    result = await embedder.embed("", texts=["Paris is the capital of France."], options=EmbedOptions())
+    result.embeddings[0].dense.shape        # (384,), unit length
+
+Rerank uses the bi-encoder: the cosine of the query's and each passage's normalised embeddings,
+in [-1, 1]. The contract's reranker slot (``model`` on RerankRequest, ``MODEL_TYPE_RERANKER``) is
+kept for a cross-encoder trained later; until then ``raw_scores`` changes nothing (a cosine is
+already the score, and squashing it with a sigmoid would only compress it).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from genai_core.errors import InvalidArgument, NotFound
+
+from genai_embedding import engines
+from genai_embedding.batcher import Batcher
+from genai_embedding.model import ModelSource, resolve
+from genai_embedding.pooling import l2_normalize
+from genai_embedding.settings import EmbeddingSettings
+from genai_embedding.sparse import SparseVector, bm25_weights
+
+
+class Truncation(enum.Enum):
+    END = "end"
+    START = "start"
+    REJECT = "reject"
+
+
+class Kind(enum.Enum):
+    DENSE = "dense"
+    SPARSE = "sparse"
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    normalize: bool = True
+    truncation: Truncation = Truncation.END
+    dimensions: int | None = None
+    kind: Kind = Kind.DENSE
+    prompt_name: str = ""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Embedding:
+    index: int
+    dense: np.ndarray | None
+    sparse: SparseVector | None
+    token_count: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    model: str
+    embeddings: list[Embedding]
+    prompt_tokens: int
+    queue_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    index: int
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    model: str
+    results: list[Scored]
+    prompt_tokens: int
+    queue_s: float
+    total_s: float
+
+
+@dataclass(frozen=True)
+class Info:
+    model: str
+    revision: str
+    dimensions: int
+    sparse_dimensions: int
+    max_input_tokens: int
+    max_batch_size: int  # inputs per request
+    max_batch_tokens: int
+    engine: str
+    engine_version: str
+    models: list[str]
+
+
+def truncate(ids: list[int], limit: int, policy: Truncation, field: str, *, special_ends: bool) -> Encoded:
+    """Apply ``policy`` to one input of more than ``limit`` tokens.
+
+    ``special_ends``: the first and last ids are [CLS]/[SEP] added by the tokenizer and are kept.
+    """
+    if len(ids) <= limit:
+        return Encoded(ids, False)
+    if policy is Truncation.REJECT:
+        raise InvalidArgument.for_field(
+            field, f"has {len(ids)} tokens, more than the model's max_input_tokens {limit}; "
+            "shorten it or ask for truncation"
+        )
+    if special_ends:
+        body = ids[1 : limit - 1] if policy is Truncation.END else ids[len(ids) - limit + 1 : -1]
+        return Encoded([ids[0], *body, ids[-1]], True)
+    return Encoded(ids[:limit] if policy is Truncation.END else ids[-limit:], True)
+
+
+class Embedder:
+    def __init__(self, source: ModelSource, engine, tokenizer, settings: EmbeddingSettings) -> None:  # noqa: ANN001
+        self.source = source
+        self.engine = engine
+        self.settings = settings
+        self.max_input_tokens = min(settings.max_input_tokens, source.max_seq_length)
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+        self._special_ids = {
+            tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]") if tokenizer.token_to_id(t) is not None
+        }
+        pad = tokenizer.token_to_id("[PAD]")
+        self.batcher = Batcher(
+            engine.forward, dimension=source.dimension, max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue, pad_id=pad if pad is not None else 0,
+        )
+
+    @classmethod
+    def load(cls, settings: EmbeddingSettings) -> Embedder:
+        """Resolve the weights, build the configured engine (exporting ONNX once if needed) and the tokenizer."""
+        from tokenizers import Tokenizer
+
+        source = resolve(settings.model, settings.model_path)
+        engine = engines.build(source, settings)
+        return cls(source, engine, Tokenizer.from_file(str(source.directory / "tokenizer.json")), settings)
+
+    async def warmup(self) -> None:
+        """One real forward through the batcher, so the first request pays no lazy initialisation."""
+        await self.embed("", texts=["warm up the embedding model"], options=EmbedOptions(kind=Kind.BOTH))
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    # -- validation and tokenization --------------------------------------------------------
+
+    def check_model(self, model: str) -> str:
+        if model and model not in self.source.aliases:
+            raise NotFound(
+                f"model {model!r} is not served here; available: {self.source.id}",
+                resource_type="model", resource_name=model,
+            )
+        return self.source.id
+
+    def _check_count(self, n: int, field: str, what: str) -> None:
+        if n == 0:
+            raise InvalidArgument.for_field(field, f"send at least one {what}")
+        if n > self.settings.max_request_inputs:
+            raise InvalidArgument.for_field(
+                field, f"{n} inputs is more than max_batch_size {self.settings.max_request_inputs}; split the request"
+            )
+
+    def encode_texts(self, texts: Sequence[str], policy: Truncation, field: str) -> list[Encoded]:
+        for i, text in enumerate(texts):
+            if not text:
+                raise InvalidArgument.for_field(f"{field}[{i}]", "must not be empty")
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        return [
+            truncate(e.ids, self.max_input_tokens, policy, f"{field}[{i}]", special_ends=True)
+            for i, e in enumerate(encodings)
+        ]
+
+    def encode_ids(self, sequences: Sequence[Sequence[int]], policy: Truncation, field: str) -> list[Encoded]:
+        vocab = self.source.vocab_size
+        out = []
+        for i, ids in enumerate(sequences):
+            if not ids:
+                raise InvalidArgument.for_field(f"{field}[{i}]", "must not be empty")
+            if max(ids) >= vocab:
+                raise InvalidArgument.for_field(f"{field}[{i}]", f"token ids must be below the vocabulary size {vocab}")
+            out.append(truncate(list(ids), self.max_input_tokens, policy, f"{field}[{i}]", special_ends=False))
+        return out
+
+    def _check_options(self, options: EmbedOptions) -> None:
+        dim = self.source.dimension
+        if options.dimensions is not None and options.dimensions != dim:
+            raise InvalidArgument.for_field(
+                "options.dimensions",
+                f"{self.source.id} supports only its full {dim} dimensions (no Matryoshka reduction)",
+            )
+        if options.prompt_name:
+            raise InvalidArgument.for_field("options.prompt_name", f"{self.source.id} defines no prompts")
+
+    def sparse(self, ids: Sequence[int]) -> SparseVector:
+        s = self.settings
+        return bm25_weights(ids, self._special_ids, k1=s.sparse_k1, b=s.sparse_b, avg_doc_tokens=s.sparse_avg_doc_tokens)
+
+    # -- the operations ---------------------------------------------------------------------
+
+    async def embed(
+        self, model: str, *, texts: Sequence[str] | None = None, token_inputs: Sequence[Sequence[int]] | None = None,
+        options: EmbedOptions,
+    ) -> EmbedResult:
+        """Embeddings of ``texts`` (tokenized here) or ``token_inputs`` (used as they are), in input order."""
+        started = time.perf_counter()
+        model_id = self.check_model(model)
+        if texts is not None:
+            self._check_count(len(texts), "texts", "text")
+            self._check_options(options)
+            encoded = self.encode_texts(texts, options.truncation, "texts")
+        else:
+            token_inputs = token_inputs or []
+            self._check_count(len(token_inputs), "token_inputs", "token sequence")
+            self._check_options(options)
+            encoded = self.encode_ids(token_inputs, options.truncation, "token_inputs")
+        dense, queue_s = None, 0.0
+        if options.kind in (Kind.DENSE, Kind.BOTH):
+            dense, queue_s = await self.batcher.embed([e.ids for e in encoded])
+            if options.normalize:
+                dense = l2_normalize(dense)
+        embeddings = [
+            Embedding(
+                index=i,
+                dense=dense[i] if dense is not None else None,
+                sparse=self.sparse(e.ids) if options.kind in (Kind.SPARSE, Kind.BOTH) else None,
+                token_count=len(e.ids),
+                truncated=e.truncated,
+            )
+            for i, e in enumerate(encoded)
+        ]
+        return EmbedResult(
+            model_id, embeddings, sum(len(e.ids) for e in encoded), queue_s, time.perf_counter() - started
+        )
+
+    async def rerank(
+        self, model: str, query: str, passages: Sequence[str], *, top_n: int | None = None,
+        return_text: bool = False, truncation: Truncation = Truncation.END,
+    ) -> RerankResult:
+        """Passages scored by cosine similarity to ``query`` (bi-encoder), best first; ties keep input order."""
+        started = time.perf_counter()
+        model_id = self.check_model(model)
+        if not query:
+            raise InvalidArgument.for_field("query", "must not be empty")
+        self._check_count(len(passages), "passages", "passage")
+        if top_n is not None and top_n < 1:
+            raise InvalidArgument.for_field("top_n", "must be at least 1 (leave it unset to return every passage)")
+        query_ids = self._tokenizer.encode(query, add_special_tokens=True).ids
+        encoded = [truncate(query_ids, self.max_input_tokens, truncation, "query", special_ends=True)]
+        encoded += self.encode_texts(passages, truncation, "passages")
+        vectors, queue_s = await self.batcher.embed([e.ids for e in encoded])
+        vectors = l2_normalize(vectors)
+        scores = vectors[1:] @ vectors[0]
+        order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))[: top_n or len(passages)]
+        results = [Scored(i, float(scores[i]), passages[i] if return_text else "") for i in order]
+        return RerankResult(
+            model_id, results, sum(len(e.ids) for e in encoded), queue_s, time.perf_counter() - started
+        )
+
+    def info(self, model: str = "") -> Info:
+        model_id = self.check_model(model)
+        return Info(
+            model=model_id,
+            revision=self.source.revision,
+            dimensions=self.source.dimension,
+            sparse_dimensions=self.source.vocab_size,
+            max_input_tokens=self.max_input_tokens,
+            max_batch_size=self.settings.max_request_inputs,
+            max_batch_tokens=self.settings.max_request_inputs * self.max_input_tokens,
+            engine=self.engine.name,
+            engine_version=self.engine.version,
+            models=[self.source.id],
+        )
