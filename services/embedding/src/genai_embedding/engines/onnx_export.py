@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
-import uuid
 import warnings
 from pathlib import Path
+
+from genai_core.cachedir import build_once
 
 from genai_embedding.model import ModelSource
 
@@ -116,11 +115,9 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
     if _current(final):
         return final / MODEL_FILE
     fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}")
-    tmp.mkdir()
     started = time.perf_counter()
-    try:
+
+    def build(tmp: Path) -> None:
         if fp32 is None:
             logger.info("exporting %s to ONNX once (about 5-10 s)", source.id)
             _export_fp32(source, tmp)
@@ -140,16 +137,6 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         for path in tmp.iterdir():
             path.chmod(0o644)
-        if final.exists():  # an older format: move it out of the way first
-            stale = final.with_name(f".{final.name}.stale.{uuid.uuid4().hex}")
-            os.replace(final, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # a concurrent process finished first
-            if not _current(final):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("ONNX %s (%s) ready in %.1f s: %s", source.id, precision, time.perf_counter() - started, final)
+
+    build_once(final, build, is_current=_current, what=f"ONNX {source.id} ({precision})")
     return final / MODEL_FILE
