@@ -35,7 +35,7 @@ async def embedding_target() -> AsyncIterator[str]:
 
         embedder = Embedder.load(EmbeddingSettings(cache_dir=Path(os.environ.get("GENAI_TEST_CACHE_DIR") or REPO / "var" / "cache")))
     except Exception as exc:  # noqa: BLE001 - no embedding package or model: nothing to test against
-        pytest.skip(f"the embedding service is not available: {exc}")
+        pytest.fail(f"the embedding service is not available: {exc}")
     await embedder.warmup()
     deferred = Deferred("embedding model")
     deferred.set(embedder)
@@ -46,7 +46,7 @@ async def embedding_target() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def base_url(embedding_target: str) -> AsyncIterator[str]:
-    settings = GatewaySettings(tokenizer_target="", inference_target="", embedding_target=embedding_target)
+    settings = GatewaySettings(retrieval_target="", tokenizer_target="", inference_target="", embedding_target=embedding_target)
     async with serve_gateway(settings) as url:
         yield url
 
@@ -145,7 +145,7 @@ async def test_rerank_route(http):
 
 
 async def test_embedding_backend_not_configured_is_503():
-    async with serve_gateway(GatewaySettings(tokenizer_target="", inference_target="", embedding_target="")) as url:
+    async with serve_gateway(GatewaySettings(retrieval_target="", tokenizer_target="", inference_target="", embedding_target="")) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.post("/v1/embeddings", json={"input": "x"})
     assert response.status_code == 503 and response.json()["error"]["code"] == "backend_not_configured"

@@ -43,6 +43,7 @@ def test_shared_variables_are_read():
 def test_targets_default_to_the_implemented_services():
     assert GatewaySettings().targets() == {
         "tokenizer": "127.0.0.1:50051", "inference": "127.0.0.1:50052", "embedding": "127.0.0.1:50053",
+        "retrieval": "127.0.0.1:50054",
     }
 
 
@@ -54,8 +55,10 @@ def test_targets_omit_empty_ones():
             "GENAI_GATEWAY_EMBEDDING_TARGET": "emb:50053",
         }
     )
-    assert settings.targets() == {"embedding": "emb:50053"}
-    assert GatewaySettings(tokenizer_target="", inference_target="", embedding_target="").targets() == {}
+    assert settings.targets() == {"embedding": "emb:50053", "retrieval": "127.0.0.1:50054"}
+    assert GatewaySettings(
+        tokenizer_target="", inference_target="", embedding_target="", retrieval_target=""
+    ).targets() == {}
 
 
 def test_every_backend_has_a_target_field():

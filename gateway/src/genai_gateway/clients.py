@@ -7,6 +7,7 @@ import asyncio
 import grpc
 from genai.embedding.v1 import embedding_service_pb2_grpc
 from genai.inference.v1 import inference_service_pb2_grpc
+from genai.retrieval.v1 import retrieval_service_pb2_grpc
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc
 from genai_core.channels import create_channel
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -60,6 +61,10 @@ class Backends:
     @property
     def embedding(self) -> embedding_service_pb2_grpc.EmbeddingServiceStub:
         return embedding_service_pb2_grpc.EmbeddingServiceStub(self.channel("embedding"))
+
+    @property
+    def retrieval(self) -> retrieval_service_pb2_grpc.RetrievalServiceStub:
+        return retrieval_service_pb2_grpc.RetrievalServiceStub(self.channel("retrieval"))
 
     async def _status(self, name: str) -> str:
         stub = health_pb2_grpc.HealthStub(self._channels[name])

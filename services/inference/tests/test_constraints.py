@@ -30,13 +30,9 @@ from genai_inference.constraints import (  # noqa: E402
 )
 from genai_inference.types import Constraint, ConstraintKind, ToolCallSpec, ToolSpec  # noqa: E402
 
-MODEL_DIR = (
-    Path(__file__).resolve().parents[3] / "var/cache/models/smollm2-135m-instruct-SmolLM2-135M-Instruct.Q4_1-98362432"
-)
 VOCAB = 49152
 MAX_TOKENS = 200
 
-pytestmark = pytest.mark.skipif(not (MODEL_DIR / "tokenizer.json").exists(), reason=f"no tokenizer at {MODEL_DIR}")
 
 PERSON = {
     "type": "object",
@@ -102,10 +98,10 @@ def _one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def tokenizer():
+def tokenizer(source):  # conftest's ModelSource: converts the GGUF once on a fresh machine
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(MODEL_DIR))
+    return AutoTokenizer.from_pretrained(str(source.directory))
 
 
 @pytest.fixture(scope="session")
@@ -530,11 +526,11 @@ def test_compile_and_match_from_threads(tokenizer, compiler):
 
 
 @pytest.mark.slow
-def test_real_model_greedy_json(tokenizer, compiler):
+def test_real_model_greedy_json(source, tokenizer, compiler):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(source.directory), dtype=torch.float32)
     model.eval()
     schema = {
         "type": "object",

