@@ -12,14 +12,14 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core services/tokenizer services/inference services/embedding gateway
+PACKAGES := libs/core services/tokenizer services/inference services/embedding services/retrieval gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: bench bench-inference help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: bench bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench: setup ## Start the suite and measure tokenize latency through the gateway
 
 bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
 	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
+
+bench-retrieval: setup ## SciFact through the retrieval service: nDCG@10 / Recall@100 per mode, p50, chunks/s, RSS, disk.
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache

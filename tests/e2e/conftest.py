@@ -19,6 +19,7 @@ class Suite:
     base_url: str
     tokenizer_target: str
     inference_target: str
+    retrieval_target: str
     sink: OtlpSink
     log: Path
     data_dir: Path
@@ -30,6 +31,7 @@ def suite(tmp_path_factory) -> Suite:
     sink.start()
     work = tmp_path_factory.mktemp("suite")
     gateway_port, tokenizer_port, inference_port, embedding_port = free_port(), free_port(), free_port(), free_port()
+    retrieval_port = free_port()
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -39,7 +41,14 @@ def suite(tmp_path_factory) -> Suite:
         "GENAI_GATEWAY_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
         "GENAI_GATEWAY_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
         "GENAI_GATEWAY_EMBEDDING_TARGET": f"127.0.0.1:{embedding_port}",
+        "GENAI_GATEWAY_RETRIEVAL_TARGET": f"127.0.0.1:{retrieval_port}",
         "GENAI_EMBEDDING_PORT": str(embedding_port),
+        "GENAI_RETRIEVAL_PORT": str(retrieval_port),
+        "GENAI_RETRIEVAL_METRICS_PORT": str(free_port()),
+        "GENAI_RETRIEVAL_DATA_DIR": str(work / "retrieval"),
+        "GENAI_RETRIEVAL_EMBEDDING_TARGET": f"127.0.0.1:{embedding_port}",
+        "GENAI_RETRIEVAL_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
+        "GENAI_RETRIEVAL_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
         "GENAI_EMBEDDING_METRICS_PORT": str(free_port()),
         "GENAI_EMBEDDING_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
         "GENAI_TOKENIZER_PORT": str(tokenizer_port),
@@ -63,7 +72,10 @@ def suite(tmp_path_factory) -> Suite:
     base = f"http://127.0.0.1:{gateway_port}"
     try:
         wait_http_ok(f"{base}/readyz", 300, proc=proc, log_path=log)
-        yield Suite(base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", sink, log, work / "tokenizer")
+        yield Suite(
+            base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", f"127.0.0.1:{retrieval_port}",
+            sink, log, work / "tokenizer",
+        )
     finally:
         code = stop(proc, 30)
         sink.stop()

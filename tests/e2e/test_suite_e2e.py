@@ -20,7 +20,7 @@ def test_ready_and_tokenize_over_http(suite):
     ready = httpx.get(f"{suite.base_url}/readyz").json()
     assert ready == {
         "status": "ready",
-        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING"},
+        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING"},
         "not_ready": [],
     }
     reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})
@@ -146,3 +146,24 @@ def test_one_trace_spans_gateway_and_inference(suite):
     assert len(server) == 1, spans
     parent = {s.span_id: s for s in spans}[server[0].parent_span_id]
     assert parent.service == "gateway"
+
+
+def test_upload_search_and_answer_with_citations(suite):
+    h = {"X-Tenant": "e2e"}
+    base = suite.base_url
+    assert httpx.post(f"{base}/v1/collections", json={"name": "notes"}, headers=h, timeout=30).status_code == 201
+    md = (b"# Paris\n\nParis is the capital of France. The Eiffel Tower is in Paris.\n\n"
+          b"# Berlin\n\nBerlin is the capital of Germany. The Brandenburg Gate is in Berlin.\n")
+    upload = httpx.post(f"{base}/v1/collections/notes/documents", headers=h, timeout=60,
+                        files={"files": ("cities.md", md, "text/markdown")}, data={"metadata": '{"topic": "geo"}'})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["results"][0]["outcome"] == "OUTCOME_CREATED"
+    found = httpx.post(f"{base}/v1/collections/notes/search", headers=h, timeout=30, json={
+        "query": "Brandenburg Gate", "mode": "hybrid", "filter": {"topic": "geo"}, "top_k": 2}).json()["data"]
+    assert "Berlin" in found[0]["chunk"]["text"] and "fused" in found[0]["stage_scores"]
+    assert httpx.post(f"{base}/v1/collections/notes/search", headers={"X-Tenant": "other"}, timeout=30,
+                      json={"query": "Berlin"}).status_code == 404
+    answer = httpx.post(f"{base}/v1/rag/answer", headers=h, timeout=120, json={
+        "collection": "notes", "question": "What is the capital of Germany?", "max_tokens": 32}).json()
+    assert answer["answer"] and answer["citations"]
+    assert answer["citations"][0]["document_id"] == "cities.md"

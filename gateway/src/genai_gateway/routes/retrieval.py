@@ -1,0 +1,313 @@
+"""Retrieval routes: collections, document upload (JSON and multipart files), search and RAG answers (SSE).
+
+The tenant comes from the ``X-Tenant`` header (default "default"); a tenant never sees another's collections.
+Responses are the proto messages as JSON (field names as in the proto).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from genai.retrieval.v1 import retrieval_service_pb2 as pb
+from genai_core.telemetry import current_trace_id
+from google.protobuf import json_format, struct_pb2
+
+from genai_gateway.errors import GatewayError, call
+from genai_gateway.routes import retrieval_protocol as api
+from genai_gateway.routes import sse
+
+router = APIRouter(tags=["retrieval"])
+
+Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns the collections")]
+MODES = {None: pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "sparse": pb.SEARCH_MODE_SPARSE,
+         "hybrid": pb.SEARCH_MODE_HYBRID}
+DISTANCES = {"cosine": pb.DISTANCE_COSINE, "dot": pb.DISTANCE_DOT, "euclid": pb.DISTANCE_EUCLID,
+             "manhattan": pb.DISTANCE_MANHATTAN}
+EXTENSIONS = {".md": "text/markdown", ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html",
+              ".pdf": "application/pdf", ".txt": "text/plain"}
+RENAMES = {r"^documents\[(\d+)\]\.(text|data|mime_type)": r"documents[\1]", r"^options\.": "", r"^search\.": ""}
+
+
+def _stub(request: Request):
+    return request.app.state.backends.retrieval
+
+
+def _rid(request: Request) -> str:
+    return request.scope["state"]["request_id"]
+
+
+_UINT64 = {"document_count", "chunk_count", "size_bytes", "deleted_document_count", "deleted_chunk_count"}
+
+
+def _ints(value: Any) -> Any:
+    """proto3 JSON writes 64-bit integers as strings; the counts here fit a JSON number."""
+    if isinstance(value, dict):
+        return {k: int(v) if k in _UINT64 and isinstance(v, str) else _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def _json(message) -> dict[str, Any]:
+    return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _bad(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def _filter(value: dict[str, Any] | None, param: str = "filter") -> pb.Filter | None:
+    if value is None:
+        return None
+    if set(value) & {"must", "should", "must_not"}:
+        try:
+            return json_format.ParseDict(value, pb.Filter())
+        except json_format.ParseError as exc:
+            raise _bad(param, str(exc)) from None
+    conditions = []
+    for key, v in value.items():  # shorthand: every key must equal (or be any of) its value
+        f = pb.FieldCondition(key=key)
+        if isinstance(v, bool):
+            f.equals.bool_value = v
+        elif isinstance(v, int):
+            f.equals.integer_value = v
+        elif isinstance(v, str):
+            f.equals.string_value = v
+        elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
+            f.any_of.string_values.extend(v)
+        elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            f.any_of.integer_values.extend(v)
+        else:
+            raise _bad(f"{param}.{key}", "use a string, integer, boolean or a non-empty list of strings or integers")
+        conditions.append(pb.Condition(field=f))
+    return pb.Filter(must=conditions)
+
+
+def _options(body: api.SearchParams) -> pb.SearchOptions:
+    o = pb.SearchOptions(mode=MODES[body.mode], fusion=pb.FUSION_DBSF if body.fusion == "dbsf" else pb.FUSION_RRF,
+                         rerank=pb.RerankOptions(enabled=body.rerank, model=body.rerank_model))
+    if body.top_k is not None:
+        o.top_k = body.top_k
+    if body.score_threshold is not None:
+        o.score_threshold = body.score_threshold
+    if body.candidate_count is not None:
+        o.candidate_count = body.candidate_count
+    flt = _filter(body.filter)
+    if flt is not None:
+        o.filter.CopyFrom(flt)
+    return o
+
+
+def _chunking(size: int | None, overlap: int | None) -> pb.ChunkingOptions:
+    c = pb.ChunkingOptions()
+    if size is not None:
+        c.chunk_size_tokens = size
+    if overlap is not None:
+        c.chunk_overlap_tokens = overlap
+    return c
+
+
+# ---------------------------------------------------------------------------------------------- collections
+
+
+@router.post("/v1/collections", status_code=201, summary="Create a collection")
+async def create_collection(body: api.CollectionCreate, request: Request, x_tenant: Tenant = "default"):
+    message = pb.CreateCollectionRequest(
+        request_id=_rid(request), tenant=x_tenant, name=body.name, description=body.description,
+        embedding_model=body.embedding_model, sparse_enabled=body.sparse, labels=body.labels,
+        vector_config=pb.VectorConfig(dimensions=body.dimensions or 0, distance=DISTANCES[body.distance]),
+        default_chunking=_chunking(body.chunk_size_tokens, body.chunk_overlap_tokens),
+    )
+    reply = await call(_stub(request).CreateCollection(message), {r"^vector_config\.": "", r"^default_chunking\.": ""})
+    return _json(reply.collection)
+
+
+@router.get("/v1/collections", summary="List the tenant's collections")
+async def list_collections(request: Request, x_tenant: Tenant = "default", page_size: int = 100, page_token: str = ""):
+    reply = await call(_stub(request).ListCollections(pb.ListCollectionsRequest(
+        request_id=_rid(request), tenant=x_tenant, page_size=page_size, page_token=page_token)))
+    return {"object": "list", "data": [_json(c) for c in reply.collections], "next_page_token": reply.next_page_token}
+
+
+@router.get("/v1/collections/{collection}", summary="Get a collection with its counts")
+async def get_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
+    reply = await call(_stub(request).GetCollection(pb.GetCollectionRequest(
+        request_id=_rid(request), tenant=x_tenant, collection=collection)))
+    return _json(reply.collection)
+
+
+@router.delete("/v1/collections/{collection}", summary="Delete a collection and its documents")
+async def delete_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
+    reply = await call(_stub(request).DeleteCollection(pb.DeleteCollectionRequest(
+        request_id=_rid(request), tenant=x_tenant, collection=collection)))
+    return {"deleted": True, "deleted_document_count": reply.deleted_document_count}
+
+
+# ------------------------------------------------------------------------------------------------ documents
+
+
+async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.DocumentInput],
+                  chunking: pb.ChunkingOptions) -> dict[str, Any]:
+    message = pb.IngestDocumentsRequest(request_id=_rid(request), tenant=tenant, collection=collection,
+                                        documents=docs, chunking=chunking)
+    reply = await call(_stub(request).IngestDocuments(message), RENAMES)
+    return _json(reply)
+
+
+@router.post(
+    "/v1/collections/{collection}/documents",
+    summary="Add or replace documents: JSON {documents: [...]}, or multipart files with a `metadata` form field",
+    openapi_extra={"requestBody": {"content": {
+        "application/json": {"schema": api.DocumentsIn.model_json_schema()},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "metadata": {"type": "string", "description": "a JSON object every uploaded document gets"},
+            "chunk_size_tokens": {"type": "integer"}, "chunk_overlap_tokens": {"type": "integer"}}}}}}},
+)
+async def add_documents(collection: str, request: Request, x_tenant: Tenant = "default"):
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        return await _upload(collection, request, x_tenant)
+    try:
+        body = api.DocumentsIn.model_validate_json(await request.body())
+    except ValueError as exc:
+        from fastapi.exceptions import RequestValidationError
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        raise _bad("body", "send JSON {documents: [...]} or multipart/form-data files") from None
+    docs = [pb.DocumentInput(document_id=d.id, text=d.text, mime_type=d.content_type, title=d.title,
+                             source_uri=d.source_uri, metadata=_struct(d.metadata)) for d in body.documents]
+    return await _ingest(request, x_tenant, collection, docs, _chunking(body.chunk_size_tokens,
+                                                                        body.chunk_overlap_tokens))
+
+
+async def _upload(collection: str, request: Request, tenant: str) -> dict[str, Any]:
+    form = await request.form()
+    files = [f for f in form.getlist("files") + form.getlist("file") if not isinstance(f, str)]
+    if not files:
+        raise _bad("files", "attach at least one file as `files`")
+    try:
+        metadata = json.loads(form.get("metadata") or "{}")
+    except json.JSONDecodeError as exc:
+        raise _bad("metadata", f"not JSON: {exc}") from None
+    if not isinstance(metadata, dict):
+        raise _bad("metadata", "must be a JSON object")
+
+    def number(name: str) -> int | None:
+        raw = form.get(name)
+        if raw in (None, ""):
+            return None
+        if not str(raw).isdigit():
+            raise _bad(name, "must be a non-negative integer")
+        return int(raw)
+
+    docs = []
+    for f in files:
+        name = f.filename or "upload"
+        suffix = name[name.rfind("."):].lower() if "." in name else ""
+        mime = EXTENSIONS.get(suffix) or (f.content_type or "text/plain").split(";")[0]
+        if mime == "application/octet-stream":
+            mime = "text/plain"
+        data = await f.read()
+        stem = name.rsplit("/", 1)[-1]
+        doc = pb.DocumentInput(document_id=stem, mime_type=mime, title=stem, source_uri=name,
+                               metadata=_struct({"filename": stem, **metadata}))
+        if mime == "application/pdf":
+            doc.data = data
+        else:
+            try:
+                doc.text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad(f"files[{len(docs)}]", f"{name} is not UTF-8 text") from None
+        docs.append(doc)
+    return await _ingest(request, tenant, collection, docs, _chunking(number("chunk_size_tokens"),
+                                                                      number("chunk_overlap_tokens")))
+
+
+@router.get("/v1/collections/{collection}/documents", summary="List documents")
+async def list_documents(collection: str, request: Request, x_tenant: Tenant = "default", page_size: int = 100,
+                         page_token: str = ""):
+    reply = await call(_stub(request).ListDocuments(pb.ListDocumentsRequest(
+        request_id=_rid(request), tenant=x_tenant, collection=collection, page_size=page_size, page_token=page_token)))
+    return {"object": "list", "data": [_json(d) for d in reply.documents], "next_page_token": reply.next_page_token}
+
+
+@router.get("/v1/collections/{collection}/documents/{document_id}", summary="Get a document and its chunks")
+async def get_document(collection: str, document_id: str, request: Request, x_tenant: Tenant = "default",
+                       include_chunks: bool = False):
+    reply = await call(_stub(request).GetDocument(pb.GetDocumentRequest(
+        request_id=_rid(request), tenant=x_tenant, collection=collection, document_id=document_id,
+        include_chunks=include_chunks)))
+    return _json(reply.document)
+
+
+@router.post("/v1/collections/{collection}/documents/delete", summary="Delete documents by ids or by filter")
+async def delete_documents(collection: str, body: api.DocumentsDelete, request: Request, x_tenant: Tenant = "default"):
+    message = pb.DeleteDocumentsRequest(request_id=_rid(request), tenant=x_tenant, collection=collection)
+    if body.ids:
+        message.document_ids.document_ids.extend(body.ids)
+    elif body.filter:
+        message.filter.CopyFrom(_filter(body.filter))
+    else:
+        raise _bad("ids", "set ids or filter")
+    reply = await call(_stub(request).DeleteDocuments(message))
+    return {"deleted_document_count": reply.deleted_document_count, "deleted_chunk_count": reply.deleted_chunk_count}
+
+
+# ------------------------------------------------------------------------------------------ search and RAG
+
+
+@router.post("/v1/collections/{collection}/search", summary="Dense, sparse or hybrid search with filters and rerank")
+async def search(collection: str, body: api.SearchIn, request: Request, x_tenant: Tenant = "default"):
+    message = pb.SearchRequest(request_id=_rid(request), tenant=x_tenant, collection=collection, query=body.query,
+                               options=_options(body))
+    reply = await call(_stub(request).Search(message), RENAMES)
+    return {"object": "list", "data": [_json(r) for r in reply.results], "usage": _json(reply.usage)}
+
+
+def _answer_request(body: api.AnswerIn, rid: str, tenant: str) -> pb.AnswerRequest:
+    g = pb.GenerationOptions(model=body.model, system_prompt=body.system_prompt)
+    if body.max_tokens is not None:
+        g.max_new_tokens = body.max_tokens
+    if body.temperature is not None:
+        g.temperature = body.temperature
+    if body.top_p is not None:
+        g.top_p = body.top_p
+    if body.context_token_budget is not None:
+        g.context_token_budget = body.context_token_budget
+    return pb.AnswerRequest(request_id=rid, tenant=tenant, collection=body.collection, question=body.question,
+                            search=_options(body), generation=g)
+
+
+def _error_frame(exc: GatewayError) -> bytes:
+    return sse.data({"type": "error", "error": {"message": exc.message, "type": exc.type, "code": exc.code,
+                                                "param": exc.param, "trace_id": current_trace_id()}})
+
+
+async def _answer_frames(stream: sse.GrpcStream):
+    async for event in stream:
+        kind = event.WhichOneof("event")
+        yield sse.data({"type": kind, **_json(getattr(event, kind))})
+
+
+@router.post("/v1/rag/answer", summary="Answer a question from a collection, with citations (SSE when stream is true)")
+async def rag_answer(body: api.AnswerIn, request: Request, x_tenant: Tenant = "default"):
+    message = _answer_request(body, _rid(request), x_tenant)
+    stub = _stub(request)
+    renames = {**RENAMES, r"^generation\.max_new_tokens": "max_tokens", r"^generation\.": ""}
+    if body.stream:
+        streaming = pb.AnswerStreamRequest.FromString(message.SerializeToString())
+        streams = await sse.open_streams([lambda: stub.AnswerStream(streaming)], [renames])
+        return sse.EventStream(sse.events(_answer_frames(streams[0]), streams, _error_frame, sse.DONE))
+    reply = await sse.unary(request, stub.Answer(message), renames)
+    return _json(reply)

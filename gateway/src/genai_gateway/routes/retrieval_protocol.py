@@ -1,0 +1,74 @@
+"""HTTP shapes of the retrieval routes (native, not OpenAI): collections, documents, search and RAG."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionCreate(_Strict):
+    name: str = Field(description="1 to 63 lowercase letters, digits, '-' and '_'; unique in the tenant")
+    description: str = ""
+    embedding_model: str = Field("", description="empty: the service default (all-minilm-l6-v2)")
+    dimensions: int | None = Field(None, ge=1, description="unset: the embedding model's")
+    distance: Literal["cosine", "dot", "euclid", "manhattan"] = "cosine"
+    sparse: bool = Field(True, description="store sparse vectors too (sparse and hybrid search need them)")
+    chunk_size_tokens: int | None = Field(None, ge=1)
+    chunk_overlap_tokens: int | None = Field(None, ge=0)
+    labels: dict[str, str] = {}
+
+
+class DocumentIn(_Strict):
+    id: str = Field("", description="unique in the collection; re-ingesting an id replaces the document")
+    text: str
+    content_type: str = Field("text/plain", description="text/plain, text/markdown or text/html")
+    title: str = ""
+    source_uri: str = ""
+    metadata: dict[str, Any] = {}
+
+
+class DocumentsIn(_Strict):
+    documents: list[DocumentIn] = Field(min_length=1)
+    chunk_size_tokens: int | None = Field(None, ge=1)
+    chunk_overlap_tokens: int | None = Field(None, ge=0)
+
+
+class SearchParams(_Strict):
+    top_k: int | None = Field(None, ge=1)
+    mode: Literal["dense", "sparse", "hybrid"] | None = Field(None, description="unset: hybrid when sparse is on")
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    filter: dict[str, Any] | None = Field(
+        None,
+        description='Qdrant-shaped {"must": [{"field": {"key": "lang", "equals": {"string_value": "en"}}}], ...}, '
+        'or the shorthand {"lang": "en", "tags": ["a", "b"]} (equals / any of, all must hold)',
+    )
+    score_threshold: float | None = None
+    candidate_count: int | None = Field(None, ge=1)
+    rerank: bool = False
+    rerank_model: str = ""
+
+
+class SearchIn(SearchParams):
+    query: str
+
+
+class AnswerIn(SearchParams):
+    collection: str
+    question: str
+    model: str = ""
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    system_prompt: str = ""
+    context_token_budget: int | None = Field(None, ge=1)
+    stream: bool = False
+
+
+class DocumentsDelete(_Strict):
+    ids: list[str] | None = None
+    filter: dict[str, Any] | None = None

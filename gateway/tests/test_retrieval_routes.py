@@ -1,0 +1,156 @@
+"""Retrieval routes through the gateway: a real retrieval service (Qdrant Edge in a temporary directory) in-process,
+over the real embedding and tokenizer services and the scripted fake inference (its answer has no [n] markers, so
+the answer cites the top context)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from genai_core.deferred import Deferred
+from genai_core.testing import running_server
+from genai_gateway.settings import GatewaySettings
+from genai_gateway.testing import serve_gateway
+
+pytest_plugins = ["gateway.tests.fake_inference"]
+
+REPO = Path(__file__).resolve().parents[2]
+MD = b"""# Cities
+
+Paris is the capital of France. The Eiffel Tower stands in Paris.
+
+## Germany
+
+Berlin is the capital of Germany. The Brandenburg Gate is in Berlin.
+"""
+
+
+@pytest.fixture(scope="module")
+async def retrieval_target(tokenizer_port, inference_target, tmp_path_factory) -> AsyncIterator[str]:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from genai_embedding.embedder import Embedder
+    from genai_embedding.servicer import service_spec as embedding_spec
+    from genai_embedding.settings import EmbeddingSettings
+    from genai_retrieval.downstream import Downstream
+    from genai_retrieval.servicer import Retrieval
+    from genai_retrieval.servicer import service_spec as retrieval_spec
+    from genai_retrieval.settings import RetrievalSettings
+    from genai_retrieval.store import open_store
+
+    cache = Path(os.environ.get("GENAI_TEST_CACHE_DIR") or REPO / "var" / "cache")
+    embedder = Embedder.load(EmbeddingSettings(cache_dir=cache))
+    await embedder.warmup()
+    deferred = Deferred("embedding model")
+    deferred.set(embedder)
+    async with running_server([embedding_spec(deferred)]) as (emb_server, _):
+        data = tmp_path_factory.mktemp("retrieval")
+        settings = RetrievalSettings(data_dir=data, chunk_size_tokens=64, chunk_overlap_tokens=8,
+                                     answer_model="fake-model")
+        downstream = Downstream(f"127.0.0.1:{emb_server.port}", inference_target, f"127.0.0.1:{tokenizer_port}")
+        retrieval = Retrieval(settings, open_store(data), downstream)
+        r = Deferred("retrieval")
+        r.set(retrieval)
+        async with running_server([retrieval_spec(r)]) as (server, _):
+            yield f"127.0.0.1:{server.port}"
+        await retrieval.close()
+    await embedder.close()
+
+
+@pytest.fixture(scope="module")
+async def http(retrieval_target) -> AsyncIterator[httpx.AsyncClient]:
+    settings = GatewaySettings(tokenizer_target="", inference_target="", embedding_target="",
+                               retrieval_target=retrieval_target)
+    async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def seeded(http) -> str:
+    r = await http.post("/v1/collections", json={"name": "kb", "description": "cities"}, headers={"X-Tenant": "acme"})
+    assert r.status_code == 201, r.text
+    files = {"files": ("cities.md", MD, "text/markdown")}
+    r = await http.post("/v1/collections/kb/documents", files=files, data={"metadata": json.dumps({"topic": "geo"})},
+                        headers={"X-Tenant": "acme"})
+    assert r.status_code == 200, r.text
+    r = await http.post("/v1/collections/kb/documents", headers={"X-Tenant": "acme"}, json={"documents": [
+        {"id": "rome", "text": "<p>Rome is the capital of Italy.</p>", "content_type": "text/html",
+         "metadata": {"topic": "history", "year": 2001}}]})
+    assert r.status_code == 200, r.text
+    return "kb"
+
+
+async def test_collections_crud_and_tenancy(http, seeded, assert_envelope):
+    r = await http.get("/v1/collections", headers={"X-Tenant": "acme"})
+    assert [c["name"] for c in r.json()["data"]] == ["kb"]
+    got = (await http.get("/v1/collections/kb", headers={"X-Tenant": "acme"})).json()
+    assert got["document_count"] == 2 and got["vector_config"]["dimensions"] == 384 and got["sparse_enabled"]
+    assert (await http.get("/v1/collections")).json()["data"] == []  # the default tenant sees nothing
+    assert_envelope(await http.get("/v1/collections/kb"), 404, "not_found_error")
+    assert_envelope(await http.delete("/v1/collections/kb", headers={"X-Tenant": "other"}), 404)
+    assert_envelope(await http.post("/v1/collections", json={"name": "kb"}, headers={"X-Tenant": "acme"}), 409)
+    err = assert_envelope(await http.post("/v1/collections", json={"name": "x", "dimensions": 7}), 400)
+    assert err["param"] == "dimensions"
+    assert (await http.post("/v1/collections", json={"name": "tmp"})).status_code == 201
+    assert (await http.delete("/v1/collections/tmp")).json()["deleted"] is True
+
+
+async def test_upload_errors(http, seeded, assert_envelope):
+    err = assert_envelope(await http.post("/v1/collections/kb/documents", headers={"X-Tenant": "acme"},
+                                          files={"files": ("bad.pdf", b"%PDF-1.4 junk", "application/pdf")}), 400)
+    assert err["param"] == "documents[0]" and "bad.pdf" in err["message"]
+    err = assert_envelope(await http.post("/v1/collections/kb/documents", headers={"X-Tenant": "acme"},
+                                          json={"documents": [{"text": "  "}]}), 400)
+    assert err["param"] == "documents[0]"
+    assert_envelope(await http.post("/v1/collections/kb/documents", headers={"X-Tenant": "acme"}, json={"docs": []}),
+                    400)
+
+
+async def test_search_hybrid_with_filter(http, seeded, assert_envelope):
+    r = await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"},
+                        json={"query": "Brandenburg Gate", "mode": "hybrid", "filter": {"topic": "geo"}, "top_k": 3})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data and "Berlin" in data[0]["chunk"]["text"]
+    assert {d["chunk"]["metadata"]["topic"] for d in data} == {"geo"}
+    assert "fused" in data[0]["stage_scores"] and data[0]["chunk"]["metadata"]["filename"] == "cities.md"
+    r = await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"}, json={
+        "query": "capital", "filter": {"must": [{"field": {"key": "year", "range": {"gte": 2000}}}]}})
+    assert [d["chunk"]["document_id"] for d in r.json()["data"]] == ["rome"]
+    r = await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"},
+                        json={"query": "Italy", "mode": "dense", "rerank": True, "top_k": 1})
+    assert r.json()["data"][0]["chunk"]["document_id"] == "rome" and "rerank" in r.json()["data"][0]["stage_scores"]
+    err = assert_envelope(await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"}, json={
+        "query": "x", "filter": {"must": [{"field": {"key": "year"}}]}}), 400)
+    assert err["param"].startswith("filter.must[0]")
+
+
+async def test_rag_answer_and_stream(http, seeded):
+    body = {"collection": "kb", "question": "What is the capital of Germany?", "max_tokens": 16}
+    r = await http.post("/v1/rag/answer", headers={"X-Tenant": "acme"}, json=body)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["answer"] and answer["contexts"] and answer["citations"]
+    assert answer["citations"][0]["chunk_id"] == answer["contexts"][0]["chunk"]["chunk_id"]
+    async with http.stream("POST", "/v1/rag/answer", headers={"X-Tenant": "acme"}, json={**body, "stream": True}) as s:
+        assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in s.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line[6:]) for line in lines[:-1]]
+    assert events[0]["type"] == "contexts" and events[-1]["type"] == "complete"
+    assert "".join(e["text"] for e in events if e["type"] == "delta") and events[-1]["citations"]
+    r = await http.post("/v1/rag/answer", json={**body, "collection": "missing"})
+    assert r.status_code == 404
+
+
+async def test_documents_list_get_delete(http, seeded):
+    h = {"X-Tenant": "acme"}
+    docs = (await http.get("/v1/collections/kb/documents", headers=h)).json()["data"]
+    assert sorted(d["document_id"] for d in docs) == ["cities.md", "rome"]
+    doc = (await http.get("/v1/collections/kb/documents/rome?include_chunks=true", headers=h)).json()
+    assert doc["chunks"][0]["text"] == "Rome is the capital of Italy."
+    r = await http.post("/v1/collections/kb/documents/delete", headers=h, json={"filter": {"topic": "history"}})
+    assert r.json()["deleted_document_count"] == 1

@@ -1,0 +1,1 @@
+"""Retrieval service: collections, ingestion, hybrid search and RAG answers with citations."""

