@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from genai_core.deferred import Deferred
-from genai_core.metrics import GrpcMetrics
-from genai_core.server import run_service
+# Before torch/onnxruntime load: idle OpenMP threads sleep instead of spinning. With spinning, two
+# compute threads on a machine shared with the other services collapsed to a quarter of their speed
+# (benchmarks/results/inference.md); on a dedicated machine set OMP_WAIT_POLICY=ACTIVE.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from genai_inference import engines
-from genai_inference.metrics import InferenceMetrics
-from genai_inference.service import Inference
-from genai_inference.servicer import service_spec
-from genai_inference.settings import Settings
+import asyncio  # noqa: E402
+
+from genai_core.deferred import Deferred  # noqa: E402
+from genai_core.metrics import GrpcMetrics  # noqa: E402
+from genai_core.server import run_service  # noqa: E402
+
+from genai_inference import engines  # noqa: E402
+from genai_inference.metrics import InferenceMetrics  # noqa: E402
+from genai_inference.service import Inference  # noqa: E402
+from genai_inference.servicer import service_spec  # noqa: E402
+from genai_inference.settings import Settings  # noqa: E402
 
 
 def main() -> None:

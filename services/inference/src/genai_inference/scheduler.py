@@ -83,6 +83,7 @@ class Scheduler:
         *,
         max_batch_size: int = 16,
         max_queue: int = 64,
+        max_prefills_per_step: int = 2,
         compiler=None,
         metrics: InferenceMetrics | None = None,
     ) -> None:
@@ -91,6 +92,7 @@ class Scheduler:
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
+        self.max_prefills_per_step = max_prefills_per_step
         self.compiler = compiler
         self.metrics = metrics or InferenceMetrics()
         self._waiting: collections.deque[_Request] = collections.deque()
@@ -233,7 +235,11 @@ class Scheduler:
         self._retire(finished)
 
     def _admit(self) -> None:
-        while True:
+        # While sequences are decoding, admit only a few prompts per step: each prefill stalls every
+        # running stream, and 16 arrivals prefilled back to back stalled them for seconds.
+        budget = self.max_prefills_per_step if self._running else self.max_batch_size
+        while budget > 0:
+            budget -= 1
             with self._wake:
                 if not self._waiting:
                     return
