@@ -10,7 +10,6 @@ bounded queue: when it is full, new requests get RESOURCE_EXHAUSTED instead of g
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 import time
@@ -18,9 +17,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import torch
-from genai_core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from genai_core.errors import InvalidArgument, Unavailable
 
 from genai_inference.engines.base import KVEngine
+from genai_inference.intake import DONE, Intake, Pending
 from genai_inference.kv import KVBatch, empty_batch
 from genai_inference.metrics import InferenceMetrics
 from genai_inference.sampling import Sampler, top_logprobs
@@ -42,29 +42,9 @@ from genai_inference.types import (
 
 logger = logging.getLogger(__name__)
 
-_DONE = object()  # end-of-stream marker on a request's event queue
-
-
-@dataclass
-class _Request:
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue
-    enqueued: float
-    cancelled: bool = False
-    admitted: float = 0.0
-    first_token: float = 0.0
-    remaining: int = 0  # completions still running
-    completion_tokens: int = 0
-    prompt_logprobs: tuple[TokenLogprob, ...] = ()
-
-    def emit(self, event: object) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-
-
 @dataclass
 class _Sequence:
-    owner: _Request
+    owner: Pending
     index: int
     sampler: Sampler
     stream: TextStream
@@ -95,15 +75,17 @@ class Scheduler:
         self.max_prefills_per_step = max_prefills_per_step
         self.compiler = compiler
         self.metrics = metrics or InferenceMetrics()
-        self._waiting: collections.deque[_Request] = collections.deque()
-        self._wake = threading.Condition()
+        self._intake = Intake(
+            max_queue, on_reject=self.metrics.rejected.inc, on_depth=self.metrics.queue_depth.set
+        )
+        self._waiting = self._intake.waiting  # drained by the worker thread
+        self._wake = self._intake.wake
         self._running: list[_Sequence] = []
         self._batch: KVBatch = empty_batch()
         self._thread: threading.Thread | None = None
         self._stop = False
         self._vocab = engine.info.vocab_size
         self._token_text: dict[int, str] = {}
-        self._by_id: dict[str, _Request] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -121,7 +103,7 @@ class Scheduler:
     async def close(self) -> None:
         with self._wake:
             self._stop = True
-            self._wake.notify()
+        self._intake.stop()
         if self._thread:
             await asyncio.to_thread(self._thread.join, 10)
 
@@ -151,42 +133,11 @@ class Scheduler:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self._validate(request)
-        if self._stop:
-            raise Unavailable("the inference engine is shutting down")
-        entry = _Request(request, asyncio.get_running_loop(), asyncio.Queue(), time.monotonic())
-        with self._wake:
-            if len(self._waiting) >= self.max_queue:
-                self.metrics.rejected.inc()
-                raise ResourceExhausted(
-                    f"the request queue is full ({self.max_queue} waiting); retry later", reason="QUEUE_FULL"
-                )
-            self._waiting.append(entry)
-            self.metrics.queue_depth.set(len(self._waiting))
-            self._wake.notify()
-        self._by_id[request.request_id] = entry
-        try:
-            while True:
-                event = await entry.events.get()
-                if event is _DONE:
-                    return
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
-        finally:
-            entry.cancelled = True  # a client that stops reading frees its slot at the next step
-            if self._by_id.get(request.request_id) is entry:
-                del self._by_id[request.request_id]
-            with self._wake:
-                self._wake.notify()
+        async for event in self._intake.submit(request):
+            yield event
 
     def cancel(self, request_id: str) -> bool:
-        entry = self._by_id.get(request_id)
-        if entry is None:
-            return False
-        entry.cancelled = True
-        with self._wake:
-            self._wake.notify()
-        return True
+        return self._intake.cancel(request_id)
 
     # -- worker thread ----------------------------------------------------------------------
 
@@ -214,7 +165,7 @@ class Scheduler:
         for owner in owners.values():
             if not owner.first_token:
                 owner.emit(exc)  # nothing was sent yet: the caller gets the error itself
-                owner.emit(_DONE)
+                owner.emit(DONE)
                 continue
             for index in range(owner.request.sampling.n):
                 owner.emit(FinishEvent(index, FinishReason.ERROR))
@@ -247,7 +198,7 @@ class Scheduler:
                 if not entry.cancelled and len(self._running) + entry.request.sampling.n > self.max_batch_size:
                     return
                 self._waiting.popleft()
-                self.metrics.queue_depth.set(len(self._waiting))
+                self._intake.depth_changed()
             if entry.cancelled:  # cancelled while waiting: it never ran, but its stream still ends properly
                 entry.admitted = time.monotonic()
                 for index in range(entry.request.sampling.n):
@@ -258,9 +209,9 @@ class Scheduler:
                 self._prefill(entry)
             except Exception as exc:  # a bad request (e.g. an adapter that was unloaded) fails alone
                 entry.emit(exc)
-                entry.emit(_DONE)
+                entry.emit(DONE)
 
-    def _prefill(self, entry: _Request) -> None:
+    def _prefill(self, entry: Pending) -> None:
         request = entry.request
         params = request.sampling
         entry.admitted = time.monotonic()
@@ -404,7 +355,7 @@ class Scheduler:
         self._running = [self._running[row] for row in keep]
         self._batch.select(keep)
 
-    def _complete(self, owner: _Request) -> None:
+    def _complete(self, owner: Pending) -> None:
         end = time.monotonic()
         first = owner.first_token or end
         generated = owner.completion_tokens
@@ -417,7 +368,7 @@ class Scheduler:
                 owner.prompt_logprobs,
             )
         )
-        owner.emit(_DONE)
+        owner.emit(DONE)
 
 
 def _with_seed(params, seed: int):

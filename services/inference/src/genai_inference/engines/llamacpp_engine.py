@@ -20,18 +20,18 @@ extra (``pip install 'genai-inference[llamacpp]'``), compiled from source.
 from __future__ import annotations
 
 import asyncio
-import collections
 import ctypes
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
-from genai_core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from genai_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
+from genai_inference.intake import DONE, Intake, Pending
 from genai_inference.models import ModelSource
 from genai_inference.sampling import Sampler, top_logprobs
 from genai_inference.settings import InferenceSettings
@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 MAX_CONTEXT = 4096  # n_ctx cap: the KV cache of 8,192 positions would double memory for prompts we never see
 _PROMPT_LOGITS_CHUNK = 64  # prompt positions per decode when every position's logits are needed
-_DONE = object()
 # A probe with special tokens, digits, accents and code: the GGUF and HF tokenizers must agree on it.
 _PROBE = "<|im_start|>user\nWhat's 12 × 34? Café, naïve — `print(x)`\n\t  ok<|im_end|>\n<|im_start|>assistant\n"
 # general.file_type of a GGUF (llama.cpp's llama_ftype), for ModelInfo.quantization.
@@ -73,23 +72,6 @@ def _import_llama_cpp():
             reason="ENGINE_NOT_INSTALLED",
         ) from exc
     return llama_cpp
-
-
-@dataclass
-class _Request:
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue
-    enqueued: float
-    cancelled: bool = False
-    admitted: float = 0.0
-    first_token: float = 0.0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    prompt_logprobs: tuple[TokenLogprob, ...] = ()
-
-    def emit(self, event: object) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
 class LlamaCppBackend:
@@ -132,9 +114,9 @@ class LlamaCppBackend:
         self._cached: list[int] = []  # tokens whose K/V sit in sequence 0, in order
         self._compiler = None
         self._token_text: dict[int, str] = {}
-        self._waiting: collections.deque[_Request] = collections.deque()
-        self._by_id: dict[str, _Request] = {}
-        self._wake = threading.Condition()
+        self._intake = Intake(settings.max_queue)
+        self._waiting = self._intake.waiting
+        self._wake = self._intake.wake
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -166,7 +148,7 @@ class LlamaCppBackend:
     async def close(self) -> None:
         with self._wake:
             self._stop = True
-            self._wake.notify()
+        self._intake.stop()
         if self._thread:
             await asyncio.to_thread(self._thread.join, 10)
         if self._thread is None or not self._thread.is_alive():
@@ -201,35 +183,11 @@ class LlamaCppBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
         self._validate(request)
-        if self._stop:
-            raise Unavailable("the inference engine is shutting down")
-        entry = _Request(request, asyncio.get_running_loop(), asyncio.Queue(), time.monotonic())
-        with self._wake:
-            if len(self._waiting) >= self.max_queue:
-                raise ResourceExhausted(
-                    f"the request queue is full ({self.max_queue} waiting); retry later", reason="QUEUE_FULL")
-            self._waiting.append(entry)
-            self._wake.notify()
-        self._by_id[request.request_id] = entry
-        try:
-            while True:
-                event = await entry.events.get()
-                if event is _DONE:
-                    return
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
-        finally:
-            entry.cancelled = True  # a client that stops reading frees the worker before the next token
-            if self._by_id.get(request.request_id) is entry:
-                del self._by_id[request.request_id]
+        async for event in self._intake.submit(request):
+            yield event
 
     def cancel(self, request_id: str) -> bool:
-        entry = self._by_id.get(request_id)
-        if entry is None:
-            return False
-        entry.cancelled = True
-        return True
+        return self._intake.cancel(request_id)
 
     # -- worker thread ----------------------------------------------------------------------
 
@@ -243,12 +201,13 @@ class LlamaCppBackend:
                 entry = self._waiting.popleft()
             self._run(entry)
         with self._wake:
-            left, self._waiting = list(self._waiting), collections.deque()
+            left = list(self._waiting)
+            self._waiting.clear()
         for entry in left:
             entry.emit(Unavailable("the inference engine stopped"))
-            entry.emit(_DONE)
+            entry.emit(DONE)
 
-    def _run(self, entry: _Request) -> None:
+    def _run(self, entry: Pending) -> None:
         request, params = entry.request, entry.request.sampling
         entry.admitted = time.monotonic()
         index = 0
@@ -265,7 +224,7 @@ class LlamaCppBackend:
                 if not isinstance(exc, InvalidArgument | FailedPrecondition):
                     logger.exception("llama.cpp generation failed")
                 entry.emit(exc)
-                entry.emit(_DONE)
+                entry.emit(DONE)
                 return
             logger.exception("llama.cpp generation failed after the first token")
             for rest in range(index, params.n):
@@ -277,7 +236,7 @@ class LlamaCppBackend:
             Timings(entry.admitted - entry.enqueued, first - entry.enqueued, end - entry.enqueued),
             entry.prompt_logprobs,
         ))
-        entry.emit(_DONE)
+        entry.emit(DONE)
 
     def _compile(self, request: GenerationRequest):
         if self._compiler is None:
@@ -286,7 +245,7 @@ class LlamaCppBackend:
             self._compiler = ConstraintCompiler(self.tokenizer, self._vocab, eos_token_ids=sorted(self.eos_token_ids))
         return self._compiler.compile(request.constraint)
 
-    def _completion(self, entry: _Request, index: int, compiled) -> FinishEvent:
+    def _completion(self, entry: Pending, index: int, compiled) -> FinishEvent:
         """Run completion ``index`` to its end, emitting TokenEvents; return its FinishEvent."""
         request = entry.request
         params = request.sampling if request.sampling.seed is None else replace(
@@ -314,7 +273,7 @@ class LlamaCppBackend:
         return (p.greedy and sampler.bias is None and p.repetition_penalty == 1.0 and not p.presence_penalty
                 and not p.frequency_penalty)
 
-    def _advance(self, entry: _Request, index: int, params, sampler: Sampler, stream: TextStream, matcher,
+    def _advance(self, entry: Pending, index: int, params, sampler: Sampler, stream: TextStream, matcher,
                  logits: np.ndarray, generated: int) -> tuple[FinishEvent | None, int]:
         """Pick the next token from ``logits`` and emit it; a FinishEvent when the completion ends
         (the same rules as the scheduler's, so the engines stop alike)."""
@@ -366,7 +325,7 @@ class LlamaCppBackend:
 
     # -- llama.cpp ---------------------------------------------------------------------------
 
-    def _prefill(self, entry: _Request, ids: Sequence[int], want_prompt: bool, k: int) -> np.ndarray:
+    def _prefill(self, entry: Pending, ids: Sequence[int], want_prompt: bool, k: int) -> np.ndarray:
         """Bring the KV cache to ``ids`` and return the logits after its last token.
 
         Reuses the longest prefix shared with what the cache holds (at least the last prompt token is
