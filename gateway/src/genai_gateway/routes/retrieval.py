@@ -17,6 +17,7 @@ from google.protobuf import json_format, struct_pb2
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import retrieval_protocol as api
 from genai_gateway.routes import sse
+from genai_gateway.routes._fields import set_present
 
 router = APIRouter(tags=["retrieval"])
 
@@ -276,15 +277,13 @@ async def search(collection: str, body: api.SearchIn, request: Request, x_tenant
 
 
 def _answer_request(body: api.AnswerIn, rid: str, tenant: str) -> pb.AnswerRequest:
-    g = pb.GenerationOptions(model=body.model, system_prompt=body.system_prompt)
-    if body.max_tokens is not None:
-        g.max_new_tokens = body.max_tokens
-    if body.temperature is not None:
-        g.temperature = body.temperature
-    if body.top_p is not None:
-        g.top_p = body.top_p
-    if body.context_token_budget is not None:
-        g.context_token_budget = body.context_token_budget
+    g = set_present(
+        pb.GenerationOptions(model=body.model, system_prompt=body.system_prompt),
+        max_new_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        context_token_budget=body.context_token_budget,
+    )
     return pb.AnswerRequest(request_id=rid, tenant=tenant, collection=body.collection, question=body.question,
                             search=_options(body), generation=g)
 

@@ -32,6 +32,7 @@ from google.protobuf import struct_pb2
 from genai_gateway.errors import GatewayError
 from genai_gateway.routes import sse
 from genai_gateway.routes import tgi_protocol as api
+from genai_gateway.routes._fields import set_present
 
 _FINISH = {
     pb.FINISH_REASON_UNSPECIFIED: "eos_token",
@@ -139,16 +140,8 @@ def _request(body: api.GenerateRequest, rid: str, *, stream: bool) -> tuple[pb.G
     else:
         seed = p.seed if p.seed is not None else random.getrandbits(63)  # reported back, so a run can be repeated
         s.seed = seed
-        if p.temperature is not None:
-            s.temperature = p.temperature
-        if p.top_k is not None:
-            s.top_k = p.top_k
-        if p.top_p is not None:
-            s.top_p = p.top_p
-    if p.repetition_penalty is not None:
-        s.repetition_penalty = p.repetition_penalty
-    if p.frequency_penalty is not None:
-        s.frequency_penalty = p.frequency_penalty
+        set_present(s, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p)
+    set_present(s, repetition_penalty=p.repetition_penalty, frequency_penalty=p.frequency_penalty)
     # Streams always need per-token ids and logprobs (TGI sends them in every event); /generate only for details.
     if stream or p.details:
         s.logprobs = True
