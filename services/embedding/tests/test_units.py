@@ -119,6 +119,39 @@ async def test_batcher_sorts_by_length_and_chunks_large_batches():
     await batcher.close()
 
 
+async def test_batcher_caps_padded_tokens_per_forward():
+    engine = CountingEngine()
+    batcher = Batcher(engine.forward, dimension=3, max_batch_size=64, max_batch_tokens=12)
+    sequences = [[1] * n for n in (2, 2, 2, 2, 2, 2, 3, 3, 3, 5, 13)]
+    vectors, _ = await batcher.embed(sequences)
+    assert [int(v) for v in vectors[:, 1]] == [len(s) for s in sequences]
+    # six rows of 2 fill 12 tokens; three rows of 3 = 9 (a fourth row of 5 would make 20); an over-long
+    # text still runs, alone.
+    assert engine.calls == [(6, 2), (3, 3), (1, 5), (1, 13)]
+    snapshot = {m.name: m for m in batcher.metrics.padding.collect()}
+    assert snapshot["genai_embedding_padding_tokens"].samples[0].value == 0  # ascending widths: no padding here
+    assert sum(s.value for s in batcher.metrics.tokens.collect()[0].samples if s.name.endswith("_total")) == 39
+    await batcher.close()
+
+
+async def test_idle_batcher_runs_a_lone_request_at_once_and_batches_what_queues_behind_a_forward():
+    engine = CountingEngine()
+    engine.release.clear()
+    batcher = Batcher(engine.forward, dimension=3, max_batch_size=64)  # max_wait_ms=0: no fixed wait
+    first = asyncio.ensure_future(batcher.embed([[1]]))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if batcher.forward_calls:
+            break
+    assert batcher.forward_calls == 1  # the lone request went straight to the model, without companions
+    behind = [asyncio.ensure_future(batcher.embed([[i, i]])) for i in range(2, 12)]  # the model is busy
+    await asyncio.sleep(0.01)
+    engine.release.set()
+    await asyncio.gather(first, *behind)
+    assert engine.calls == [(1, 1), (10, 2)]  # everything queued behind the busy model shared one forward
+    await batcher.close()
+
+
 async def test_batcher_does_not_wait_when_the_batch_is_full():
     engine = CountingEngine()
     batcher = Batcher(engine.forward, dimension=3, max_batch_size=2, max_wait_ms=5_000)
@@ -161,7 +194,7 @@ def test_settings_defaults_and_env():
     s = Settings.from_env({})
     assert (s.server.port, s.server.metrics_port) == (50053, 9103)
     assert s.embedding.engine is EngineName.ONNXRUNTIME and s.embedding.max_input_tokens == 256
-    assert (s.embedding.max_batch_size, s.embedding.max_wait_ms) == (64, 5.0)
+    assert (s.embedding.max_batch_size, s.embedding.max_batch_tokens, s.embedding.max_wait_ms) == (64, 4096, 0.0)
     s = Settings.from_env({"GENAI_EMBEDDING_ENGINE": "torch", "GENAI_EMBEDDING_MAX_WAIT_MS": "2"})
     assert s.embedding.engine is EngineName.TORCH and s.embedding.max_wait_ms == 2.0
 

@@ -1,13 +1,19 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-    batcher = Batcher(engine.forward, dimension=384, max_batch_size=64, max_wait_ms=5, max_queue=256)
+    batcher = Batcher(engine.forward, dimension=384, max_batch_size=64, max_batch_tokens=4096, max_queue=256)
     vectors, queue_s = await batcher.embed([[101, 7592, 102], [101, 2088, 102]])   # [2, 384]
 
-The collector takes the first waiting request, then waits up to ``max_wait_ms`` for others until the
-batch holds ``max_batch_size`` texts, and runs one forward in a worker thread (one at a time: the
-model uses every core it is given). Inside a batch the texts are sorted by length and cut into chunks
-of at most ``max_batch_size``, so padding stays small; a request larger than that gets several chunks.
-At most ``max_queue`` requests wait; the next one is refused with RESOURCE_EXHAUSTED.
+One collector runs one forward at a time in a worker thread (the model uses every core it is
+given). While a forward runs, new requests queue; when it ends, the collector takes everything
+queued (up to ``max_batch_size`` texts) into the next batch. So an idle service answers a lone
+query at once, and a busy one batches by itself, without a fixed wait (``max_wait_ms`` > 0 adds
+one: the collector then waits that long for companions even when the model is idle).
+
+Inside a batch the texts are sorted by length and cut into forwards of at most ``max_batch_size``
+rows and ``max_batch_tokens`` padded tokens (rows x longest row): padding stays small, and long
+texts go in smaller forwards, whose activations stay in cache (16 x 256 tokens ran up to ~8 %
+faster than 64 x 256 on MiniLM here). A request larger than that gets several forwards. At most
+``max_queue`` requests wait; the next one is refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from genai_core.errors import ResourceExhausted
+
+from genai_embedding.metrics import EmbeddingMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +44,14 @@ class _Job:
 
 class Batcher:
     def __init__(
-        self, forward: Forward, *, dimension: int, max_batch_size: int = 64, max_wait_ms: float = 5.0,
-        max_queue: int = 256, pad_id: int = 0,
+        self, forward: Forward, *, dimension: int, max_batch_size: int = 64, max_batch_tokens: int = 4096,
+        max_wait_ms: float = 0.0, max_queue: int = 256, pad_id: int = 0, metrics: EmbeddingMetrics | None = None,
     ) -> None:
         self._forward = forward
         self.dimension = dimension
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.metrics = metrics or EmbeddingMetrics()
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.pad_id = pad_id
@@ -64,11 +74,13 @@ class Batcher:
             return np.zeros((0, self.dimension), np.float32), 0.0
         wake = self._start()
         if len(self._pending) >= self.max_queue:
+            self.metrics.rejected.inc()
             raise ResourceExhausted(
                 f"the embedding queue is full ({self.max_queue} requests waiting); retry shortly", reason="QUEUE_FULL"
             )
         job = _Job(sequences, asyncio.get_running_loop().create_future())
         self._pending.append(job)
+        self.metrics.queue_depth.set(len(self._pending))
         wake.set()
         return await job.future
 
@@ -91,6 +103,7 @@ class Batcher:
             while not self._pending:
                 self._wake.clear()
                 await self._wake.wait()
+            await asyncio.sleep(0)  # callers scheduled in the same loop turn (a gather) join this batch
             deadline = loop.time() + self.max_wait
             while self._queued_texts() < self.max_batch_size and (remaining := deadline - loop.time()) > 0:
                 self._wake.clear()
@@ -104,6 +117,7 @@ class Batcher:
                 if not job.future.done():  # the caller went away
                     jobs.append(job)
                     count += len(job.sequences)
+            self.metrics.queue_depth.set(len(self._pending))
             if jobs:
                 await self._run(jobs)
 
@@ -111,6 +125,8 @@ class Batcher:
         started = time.perf_counter()
         sequences = [s for job in jobs for s in job.sequences]
         self.batches += 1
+        for job in jobs:
+            self.metrics.queue_time.observe(started - job.enqueued)
         try:
             vectors = await asyncio.to_thread(self.forward_sorted, sequences)
         except Exception as exc:  # noqa: BLE001 - every waiting caller gets the failure
@@ -126,18 +142,36 @@ class Batcher:
                 job.future.set_result((vectors[offset : offset + n], started - job.enqueued))
             offset += n
 
-    def forward_sorted(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """Run ``sequences`` through the model in length-sorted chunks; return vectors in input order."""
+    def chunks(self, sequences: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Indices of ``sequences`` grouped into forwards: shortest first, each within both batch limits."""
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        out: list[list[int]] = []
+        for i in order:  # ascending lengths: the newest row is the widest
+            chunk = out[-1] if out else None
+            if chunk and len(chunk) < self.max_batch_size and (len(chunk) + 1) * len(sequences[i]) <= self.max_batch_tokens:
+                chunk.append(i)
+            else:
+                out.append([i])
+        return out
+
+    def forward_sorted(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Run ``sequences`` through the model in length-sorted forwards; return vectors in input order."""
         out = np.empty((len(sequences), self.dimension), np.float32)
-        for start in range(0, len(order), self.max_batch_size):
-            chunk = order[start : start + self.max_batch_size]
-            width = max(len(sequences[i]) for i in chunk)
+        m = self.metrics
+        for chunk in self.chunks(sequences):
+            width = len(sequences[chunk[-1]])
             ids = np.full((len(chunk), width), self.pad_id, np.int64)
             mask = np.zeros((len(chunk), width), np.int64)
             for row, i in enumerate(chunk):
                 ids[row, : len(sequences[i])] = sequences[i]
                 mask[row, : len(sequences[i])] = 1
             self.forward_calls += 1
+            started = time.perf_counter()
             out[chunk] = self._forward(ids, mask)
+            m.forward_time.observe(time.perf_counter() - started)
+            real = int(mask.sum())
+            m.batch_texts.observe(len(chunk))
+            m.batch_tokens.observe(ids.size)
+            m.tokens.inc(real)
+            m.padding.inc(ids.size - real)
         return out

@@ -22,6 +22,7 @@ from genai_core.errors import InvalidArgument, NotFound
 
 from genai_embedding import engines
 from genai_embedding.batcher import Batcher
+from genai_embedding.metrics import EmbeddingMetrics
 from genai_embedding.model import ModelSource, resolve
 from genai_embedding.pooling import l2_normalize
 from genai_embedding.settings import EmbeddingSettings
@@ -122,7 +123,10 @@ def truncate(ids: list[int], limit: int, policy: Truncation, field: str, *, spec
 
 
 class Embedder:
-    def __init__(self, source: ModelSource, engine, tokenizer, settings: EmbeddingSettings) -> None:  # noqa: ANN001
+    def __init__(
+        self, source: ModelSource, engine, tokenizer, settings: EmbeddingSettings,  # noqa: ANN001
+        metrics: EmbeddingMetrics | None = None,
+    ) -> None:
         self.source = source
         self.engine = engine
         self.settings = settings
@@ -136,17 +140,18 @@ class Embedder:
         pad = tokenizer.token_to_id("[PAD]")
         self.batcher = Batcher(
             engine.forward, dimension=source.dimension, max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue, pad_id=pad if pad is not None else 0,
+            max_batch_tokens=settings.max_batch_tokens, max_wait_ms=settings.max_wait_ms, max_queue=settings.max_queue,
+            pad_id=pad if pad is not None else 0, metrics=metrics,
         )
 
     @classmethod
-    def load(cls, settings: EmbeddingSettings) -> Embedder:
+    def load(cls, settings: EmbeddingSettings, metrics: EmbeddingMetrics | None = None) -> Embedder:
         """Resolve the weights, build the configured engine (exporting ONNX once if needed) and the tokenizer."""
         from tokenizers import Tokenizer
 
         source = resolve(settings.model, settings.model_path)
         engine = engines.build(source, settings)
-        return cls(source, engine, Tokenizer.from_file(str(source.directory / "tokenizer.json")), settings)
+        return cls(source, engine, Tokenizer.from_file(str(source.directory / "tokenizer.json")), settings, metrics)
 
     async def warmup(self) -> None:
         """One real forward through the batcher, so the first request pays no lazy initialisation."""

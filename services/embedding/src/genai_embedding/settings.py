@@ -29,7 +29,8 @@ class EmbeddingSettings:
     threads: int = 2
     max_input_tokens: int = 256  # all-MiniLM-L6-v2's sentence-transformers max_seq_length
     max_batch_size: int = 64  # texts per forward pass
-    max_wait_ms: float = 5.0  # how long the batcher waits for more requests to join a batch
+    max_batch_tokens: int = 4096  # padded tokens (rows x longest row) per forward pass
+    max_wait_ms: float = 0.0  # extra wait for companions when the model is idle (0: run at once; see batcher)
     max_queue: int = 256  # requests waiting for the batcher; more get RESOURCE_EXHAUSTED
     max_request_inputs: int = 1024  # inputs one request (or stream batch, or rerank) may carry
     sparse_k1: float = 1.2
@@ -41,8 +42,10 @@ class EmbeddingSettings:
             raise ValueError("precision must be fp32 or int8")
         if self.precision == "int8" and self.engine is not EngineName.ONNXRUNTIME:
             raise ValueError("precision int8 needs engine onnxruntime")
-        if min(self.max_batch_size, self.max_queue, self.max_request_inputs, self.threads) < 1:
-            raise ValueError("max_batch_size, max_queue, max_request_inputs and threads must be positive")
+        if min(self.max_batch_size, self.max_batch_tokens, self.max_queue, self.max_request_inputs, self.threads) < 1:
+            raise ValueError(
+                "max_batch_size, max_batch_tokens, max_queue, max_request_inputs and threads must be positive"
+            )
         if self.max_input_tokens < 3:
             raise ValueError("max_input_tokens must be at least 3")
         if self.max_wait_ms < 0 or self.sparse_k1 < 0 or not 0 <= self.sparse_b <= 1 or self.sparse_avg_doc_tokens <= 0:
