@@ -1,20 +1,39 @@
-"""Start the whole suite the way `make run` does (honcho + Procfile) on free ports, once per session."""
+"""Start the whole suite the way `make run` does (honcho + Procfile) on free ports, once per session.
+
+The retrieval service runs under a second honcho of the same Procfile, so a test can restart it on
+the same data directory (``Suite.restart_retrieval``) without reloading the models of the others.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.otlp_sink import OtlpSink
-from tests.support.processes import REPO_ROOT, free_port, log_tail, stop, wait_http_ok
+from tests.support.processes import REPO_ROOT, free_port, log_tail, stop, wait_grpc_serving, wait_http_ok
+
+PROCFILE = REPO_ROOT / "Procfile"
+RESTARTABLE = "retrieval"
 
 
-@dataclass(frozen=True)
+def _honcho(names: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`honcho start` of some Procfile entries, as `make run` starts all of them."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROCFILE), *names],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+@dataclass
 class Suite:
     base_url: str
     tokenizer_target: str
@@ -23,6 +42,21 @@ class Suite:
     sink: OtlpSink
     log: Path
     data_dir: Path
+    retrieval_log: Path
+    _env: dict[str, str] = field(repr=False)
+    _retrieval: subprocess.Popen[bytes] = field(repr=False)
+
+    def restart_retrieval(self) -> float:
+        """Stop the retrieval service gracefully (SIGTERM), start it again on the same data directory
+        and wait until the gateway reports every backend ready; returns the seconds it took."""
+        started = time.monotonic()
+        offset = self.retrieval_log.stat().st_size
+        stop(self._retrieval, 30)  # honcho itself exits 143 on SIGTERM; the service's own code is in its log
+        stopped = self.retrieval_log.read_bytes()[offset:].decode(errors="replace")
+        assert f"{RESTARTABLE}.1 stopped (rc=0)" in stopped, f"retrieval did not stop cleanly\n{stopped}"
+        self._retrieval = _honcho([RESTARTABLE], self._env, self.retrieval_log)
+        wait_http_ok(f"{self.base_url}/readyz", 120, proc=self._retrieval, log_path=self.retrieval_log)
+        return time.monotonic() - started
 
 
 @pytest.fixture(scope="session")
@@ -62,21 +96,22 @@ def suite(tmp_path_factory) -> Suite:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s so the trace test waits little
     }
-    log = work / "honcho.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(REPO_ROOT / "Procfile")],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    names = [line.split(":", 1)[0].strip() for line in PROCFILE.read_text().splitlines()
+             if ":" in line and not line.startswith("#")]
+    log, retrieval_log = work / "honcho.log", work / "retrieval.log"
+    proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
+    retrieval = _honcho([RESTARTABLE], env, retrieval_log)
     base = f"http://127.0.0.1:{gateway_port}"
+    suite = Suite(
+        base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", f"127.0.0.1:{retrieval_port}",
+        sink, log, work / "tokenizer", retrieval_log, env, retrieval,
+    )
     try:
+        wait_grpc_serving(suite.retrieval_target, 120, proc=retrieval, log_path=retrieval_log)
         wait_http_ok(f"{base}/readyz", 300, proc=proc, log_path=log)
-        yield Suite(
-            base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", f"127.0.0.1:{retrieval_port}",
-            sink, log, work / "tokenizer",
-        )
+        yield suite
     finally:
-        code = stop(proc, 30)
+        with ThreadPoolExecutor(2) as pool:  # both at once: a shutdown drains for up to a few seconds
+            codes = list(pool.map(lambda p: stop(p, 30), [suite._retrieval, proc]))
         sink.stop()
-        assert code is not None, f"the suite did not stop within 30 s\n{log_tail(log)}"
+        assert None not in codes, f"the suite did not stop within 30 s\n{log_tail(log)}\n{log_tail(retrieval_log)}"

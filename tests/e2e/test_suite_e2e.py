@@ -148,22 +148,17 @@ def test_one_trace_spans_gateway_and_inference(suite):
     assert parent.service == "gateway"
 
 
-def test_upload_search_and_answer_with_citations(suite):
-    h = {"X-Tenant": "e2e"}
-    base = suite.base_url
-    assert httpx.post(f"{base}/v1/collections", json={"name": "notes"}, headers=h, timeout=30).status_code == 201
-    md = (b"# Paris\n\nParis is the capital of France. The Eiffel Tower is in Paris.\n\n"
-          b"# Berlin\n\nBerlin is the capital of Germany. The Brandenburg Gate is in Berlin.\n")
-    upload = httpx.post(f"{base}/v1/collections/notes/documents", headers=h, timeout=60,
-                        files={"files": ("cities.md", md, "text/markdown")}, data={"metadata": '{"topic": "geo"}'})
-    assert upload.status_code == 200, upload.text
-    assert upload.json()["results"][0]["outcome"] == "OUTCOME_CREATED"
-    found = httpx.post(f"{base}/v1/collections/notes/search", headers=h, timeout=30, json={
-        "query": "Brandenburg Gate", "mode": "hybrid", "filter": {"topic": "geo"}, "top_k": 2}).json()["data"]
-    assert "Berlin" in found[0]["chunk"]["text"] and "fused" in found[0]["stage_scores"]
-    assert httpx.post(f"{base}/v1/collections/notes/search", headers={"X-Tenant": "other"}, timeout=30,
-                      json={"query": "Berlin"}).status_code == 404
-    answer = httpx.post(f"{base}/v1/rag/answer", headers=h, timeout=120, json={
-        "collection": "notes", "question": "What is the capital of Germany?", "max_tokens": 32}).json()
-    assert answer["answer"] and answer["citations"]
-    assert answer["citations"][0]["document_id"] == "cities.md"
+def test_embeddings_through_the_openai_sdk(suite):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{suite.base_url}/v1", api_key="unused", timeout=60)
+    texts = ["Paris is the capital of France.", "The cat sat on the mat."]
+    as_base64 = client.embeddings.create(model="all-minilm-l6-v2", input=texts)  # the SDK asks for base64
+    as_float = client.embeddings.create(model="all-minilm-l6-v2", input=texts, encoding_format="float")
+    assert as_float.model == "all-minilm-l6-v2" and as_float.usage.prompt_tokens > 0
+    assert [d.index for d in as_float.data] == [0, 1]
+    for b64, flt in zip(as_base64.data, as_float.data, strict=True):
+        assert len(flt.embedding) == 384 and abs(sum(x * x for x in flt.embedding) - 1) < 1e-3  # normalised
+        assert max(abs(a - b) for a, b in zip(b64.embedding, flt.embedding, strict=True)) < 1e-6
+    paris, cat = (d.embedding for d in as_float.data)
+    assert sum(a * b for a, b in zip(paris, cat, strict=True)) < 0.5  # unrelated sentences stay apart
