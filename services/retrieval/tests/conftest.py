@@ -101,7 +101,8 @@ def make_stack(embedding_channel, tmp_path):
     """``async with make_stack(kind, with_llm=False) as (stub, retrieval)``: a retrieval server over a new store."""
     from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
     from genai_retrieval.downstream import Downstream
-    from genai_retrieval.servicer import Retrieval, service_spec
+    from genai_retrieval.service import Retrieval
+    from genai_retrieval.servicer import service_spec
     from genai_retrieval.settings import RetrievalSettings
     from genai_retrieval.store import open_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
-from genai_retrieval.servicer import RetrievalServicer
+from genai_retrieval.answer import citations
 from google.protobuf import struct_pb2
 
 pytestmark = pytest.mark.slow
@@ -56,8 +56,8 @@ async def test_answer_stream(answer_stack):
 def test_citation_markers_map_to_contexts():
     contexts = [pb.SearchResult(chunk=pb.Chunk(chunk_id=f"c{i}", document_id=f"d{i}", text=f"text {i}"))
                 for i in range(3)]
-    cites = RetrievalServicer.citations("Paris is the capital [2]. It has a tower [1][9].", contexts)
+    cites = citations("Paris is the capital [2]. It has a tower [1][9].", contexts)
     assert [(c.document_id, c.context_index) for c in cites] == [("d1", 1), ("d0", 0)]
     assert cites[0].answer_span.start == 0 and cites[1].answer_span.start == 26
-    fallback = RetrievalServicer.citations("No markers here.", contexts)
+    fallback = citations("No markers here.", contexts)
     assert [(c.document_id, c.HasField("answer_span")) for c in fallback] == [("d0", False)]

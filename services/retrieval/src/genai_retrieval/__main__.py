@@ -9,7 +9,8 @@ from genai_core.deferred import Deferred
 from genai_core.server import run_service
 
 from genai_retrieval.downstream import Downstream
-from genai_retrieval.servicer import Retrieval, service_spec
+from genai_retrieval.service import Retrieval
+from genai_retrieval.servicer import service_spec
 from genai_retrieval.settings import Settings
 from genai_retrieval.store import open_store
 

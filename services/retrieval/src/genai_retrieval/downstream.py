@@ -1,8 +1,13 @@
-"""Clients of the embedding, inference and tokenizer services, with their errors named by service."""
+"""Clients of the embedding, inference and tokenizer services, with their errors named by service.
+
+The domain calls ``downstream.embedding.Embed(request)`` as it would a stub; a failed call raises a domain
+error (``Unavailable``, ``InvalidArgument``, ...) that names the service, never ``grpc.aio.AioRpcError``.
+"""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from genai.embedding.v1 import embedding_service_pb2_grpc
@@ -20,6 +25,46 @@ from genai_core.errors import (
 )
 from genai_core.status import field_violations
 from opentelemetry.sdk.trace import TracerProvider
+
+
+class _Call:
+    """A started RPC: await it (unary) or iterate it (server streaming); its failures become domain errors."""
+
+    def __init__(self, call: Any, service: str) -> None:
+        self._call = call
+        self._service = service
+        self._events: Any = None
+
+    def __await__(self):
+        return self._result().__await__()
+
+    async def _result(self) -> Any:
+        try:
+            return await self._call
+        except grpc.aio.AioRpcError as exc:
+            raise translate(self._service, exc) from None
+
+    def __aiter__(self) -> _Call:
+        self._events = self._call.__aiter__()
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._events.__anext__()
+        except grpc.aio.AioRpcError as exc:
+            raise translate(self._service, exc) from None
+
+
+class Client:
+    """A service's stub whose RPCs raise domain errors that name the service."""
+
+    def __init__(self, stub: Any, service: str) -> None:
+        self._stub = stub
+        self._service = service
+
+    def __getattr__(self, rpc: str) -> Callable[..., _Call]:
+        method = getattr(self._stub, rpc)
+        return lambda *args, **kwargs: _Call(method(*args, **kwargs), self._service)
 
 
 class Downstream:
@@ -43,16 +88,19 @@ class Downstream:
         return self._channels[name]
 
     @property
-    def embedding(self) -> embedding_service_pb2_grpc.EmbeddingServiceStub:
-        return embedding_service_pb2_grpc.EmbeddingServiceStub(self._channel("embedding"))
+    def embedding(self) -> Client:
+        """The embedding service: ``EmbeddingServiceStub``'s RPCs."""
+        return Client(embedding_service_pb2_grpc.EmbeddingServiceStub(self._channel("embedding")), "embedding")
 
     @property
-    def inference(self) -> inference_service_pb2_grpc.InferenceServiceStub:
-        return inference_service_pb2_grpc.InferenceServiceStub(self._channel("inference"))
+    def inference(self) -> Client:
+        """The inference service: ``InferenceServiceStub``'s RPCs."""
+        return Client(inference_service_pb2_grpc.InferenceServiceStub(self._channel("inference")), "inference")
 
     @property
-    def tokenizer(self) -> tokenizer_service_pb2_grpc.TokenizerServiceStub:
-        return tokenizer_service_pb2_grpc.TokenizerServiceStub(self._channel("tokenizer"))
+    def tokenizer(self) -> Client:
+        """The tokenizer service: ``TokenizerServiceStub``'s RPCs."""
+        return Client(tokenizer_service_pb2_grpc.TokenizerServiceStub(self._channel("tokenizer")), "tokenizer")
 
     async def close(self) -> None:
         for channel in self._owned.values():
@@ -76,11 +124,3 @@ def translate(service: str, exc: grpc.aio.AioRpcError) -> Exception:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message)
     return FailedPrecondition(message, reason="DOWNSTREAM_ERROR", resource_type="service", resource_name=service)
-
-
-@asynccontextmanager
-async def calling(service: str):
-    try:
-        yield
-    except grpc.aio.AioRpcError as exc:
-        raise translate(service, exc) from None

@@ -1,0 +1,57 @@
+"""Hybrid-search fusion: how the ranked dense and sparse hit lists become one score per hit.
+
+A fusion takes each stage's hits, best first, as ``(id, score)`` pairs, and returns the fused score of every
+id found by any stage, in order of first appearance. ``FUSIONS`` maps the API's ``Fusion`` enum to the
+function; a value missing from it is an unknown fusion.
+
+    >>> rrf({"dense": [("a", 0.9), ("b", 0.4)], "sparse": [("b", 7.0)]}) == {"a": 1 / 61, "b": 1 / 62 + 1 / 61}
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from genai.retrieval.v1 import retrieval_service_pb2 as pb
+
+Ranked = Sequence[tuple[str, float]]
+Fusion = Callable[[Mapping[str, Ranked]], dict[str, float]]
+
+RRF_K = 60
+
+
+def rrf(stages: Mapping[str, Ranked], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: the sum of ``1 / (k + rank)`` over the stages (rank 1 is the best hit).
+
+    Only ranks count, so scores on different scales (cosine, BM25) mix without tuning.
+    """
+    fused: dict[str, float] = {}
+    for hits in stages.values():
+        for rank, (hit_id, _) in enumerate(hits):
+            fused[hit_id] = fused.get(hit_id, 0.0) + 1.0 / (k + rank + 1)
+    return fused
+
+
+def dbsf(stages: Mapping[str, Ranked]) -> dict[str, float]:
+    """Distribution-based score fusion: each stage's scores scaled by mean ± 3 standard deviations, then summed.
+
+    Per stage, ``(score - (mean - 3σ)) / 6σ`` with the population σ of that stage's hits; 0.5 when σ is 0.
+    """
+    fused: dict[str, float] = {}
+    for hits in stages.values():
+        if not hits:
+            continue
+        scores = [score for _, score in hits]
+        mean = sum(scores) / len(scores)
+        std = (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5
+        lo, hi = mean - 3 * std, mean + 3 * std
+        for hit_id, score in hits:
+            fused[hit_id] = fused.get(hit_id, 0.0) + ((score - lo) / (hi - lo) if hi > lo else 0.5)
+    return fused
+
+
+FUSIONS: dict[int, Fusion] = {
+    pb.FUSION_UNSPECIFIED: rrf,
+    pb.FUSION_RRF: rrf,
+    pb.FUSION_DBSF: dbsf,
+}
