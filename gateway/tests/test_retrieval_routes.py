@@ -152,5 +152,7 @@ async def test_documents_list_get_delete(http, seeded):
     assert sorted(d["document_id"] for d in docs) == ["cities.md", "rome"]
     doc = (await http.get("/v1/collections/kb/documents/rome?include_chunks=true", headers=h)).json()
     assert doc["chunks"][0]["text"] == "Rome is the capital of Italy."
+    year = doc["chunks"][0]["metadata"]["year"]  # a Struct holds doubles; the gateway gives integers back
+    assert year == 2001 and isinstance(year, int) and isinstance(doc["metadata"]["year"], int)
     r = await http.post("/v1/collections/kb/documents/delete", headers=h, json={"filter": {"topic": "history"}})
     assert r.json()["deleted_document_count"] == 1

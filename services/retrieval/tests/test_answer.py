@@ -59,5 +59,9 @@ def test_citation_markers_map_to_contexts():
     cites = citations("Paris is the capital [2]. It has a tower [1][9].", contexts)
     assert [(c.document_id, c.context_index) for c in cites] == [("d1", 1), ("d0", 0)]
     assert cites[0].answer_span.start == 0 and cites[1].answer_span.start == 26
+    after_stop = citations("Intro line.\nThe capital of Austria is Vienna. [1] Berlin is German.[3]", contexts)
+    spans = [(c.answer_span.start, c.answer_span.end) for c in after_stop]
+    text = "Intro line.\nThe capital of Austria is Vienna. [1] Berlin is German.[3]"
+    assert [text[a:b] for a, b in spans] == ["The capital of Austria is Vienna. [1]", "Berlin is German.[3]"]
     fallback = citations("No markers here.", contexts)
     assert [(c.document_id, c.HasField("answer_span")) for c in fallback] == [("d0", False)]

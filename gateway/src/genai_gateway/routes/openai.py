@@ -24,8 +24,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from genai.inference.v1 import inference_service_pb2 as pb
+from genai_core.structs import struct_to_dict
 from genai_core.telemetry import current_trace_id
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import openai_protocol as api
@@ -97,17 +98,6 @@ def _struct(value: dict[str, Any], param: str) -> struct_pb2.Struct:
     except (TypeError, ValueError) as exc:
         raise _bad(param, str(exc)) from exc
     return out
-
-
-def _plain(value: Any) -> Any:
-    """A Struct's numbers are doubles; give integral ones back as ints so `3` does not come back `3.0`."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _error_frame(exc: GatewayError) -> bytes:
@@ -281,7 +271,7 @@ def _token_logprobs(items: Sequence[pb.TokenLogprob]) -> list[dict[str, Any]]:
 
 def _arguments(tool_call: pb.ToolCall) -> str:
     if tool_call.HasField("arguments"):
-        return json.dumps(_plain(json_format.MessageToDict(tool_call.arguments)), ensure_ascii=False)
+        return json.dumps(struct_to_dict(tool_call.arguments), ensure_ascii=False)
     return tool_call.unparsed_arguments
 
 

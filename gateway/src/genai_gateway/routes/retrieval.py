@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
+from genai_core.structs import whole_numbers
 from genai_core.telemetry import current_trace_id
 from google.protobuf import json_format, struct_pb2
 
@@ -43,9 +44,11 @@ _UINT64 = {"document_count", "chunk_count", "size_bytes", "deleted_document_coun
 
 
 def _ints(value: Any) -> Any:
-    """proto3 JSON writes 64-bit integers as strings; the counts here fit a JSON number."""
+    """proto3 JSON writes 64-bit integers as strings (the counts here fit a JSON number), and a Struct's
+    numbers as doubles (metadata ``{"year": 2025}`` would come back ``2025.0``)."""
     if isinstance(value, dict):
-        return {k: int(v) if k in _UINT64 and isinstance(v, str) else _ints(v) for k, v in value.items()}
+        return {k: int(v) if k in _UINT64 and isinstance(v, str) else whole_numbers(v) if k == "metadata" else _ints(v)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_ints(v) for v in value]
     return value

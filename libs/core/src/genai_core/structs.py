@@ -11,16 +11,17 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 
-def _ints(value: Any) -> Any:
+def whole_numbers(value: Any) -> Any:
+    """``value`` (a Struct's JSON: dicts, lists, scalars) with whole-number doubles as ints."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
+        return {k: whole_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_ints(v) for v in value]
+        return [whole_numbers(v) for v in value]
     return value
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as a dict, with whole-number doubles turned back into ints."""
-    return _ints(json_format.MessageToDict(struct))
+    return whole_numbers(json_format.MessageToDict(struct))

@@ -29,6 +29,8 @@ DEFAULT_SYSTEM_PROMPT = (
 DEFAULT_CONTEXTS = 5  # search top_k when the request does not set one
 QUOTE_CHARS = 300
 _CITE = re.compile(r"\[(\d{1,3})\]")
+_BOUNDARY = re.compile(r"[.!?]\s+|\n|\[\d{1,3}\]\s+")  # ends of sentences, lines and cited sentences
+_TAIL = re.compile(r"(?:\s*\[\d{1,3}\])*\s*[.!?]?\s*$")  # markers, a full stop and spaces that end a text
 
 
 @dataclass
@@ -102,6 +104,13 @@ async def ground(r: Retrieval, tenant: str, collection: str, question: str, sear
     return Grounding(contexts, found.tokens, chat)
 
 
+def _sentence_start(answer: str, marker: int) -> int:
+    """Where the sentence a marker at ``marker`` supports begins. Markers and the full stop right before it
+    belong to that sentence: "Vienna is the capital. [1]" cites the whole sentence, not only "[1]"."""
+    head = _TAIL.sub("", answer[:marker])
+    return max((b.end() for b in _BOUNDARY.finditer(head)), default=0)
+
+
 def citations(answer: str, contexts: Sequence[pb.SearchResult]) -> list[pb.Citation]:
     """The [n] markers the model wrote, mapped to contexts; none: the top context covers the answer."""
     out: list[pb.Citation] = []
@@ -110,8 +119,7 @@ def citations(answer: str, contexts: Sequence[pb.SearchResult]) -> list[pb.Citat
         n = int(m.group(1)) - 1
         if not 0 <= n < len(contexts):
             continue
-        dot = answer.rfind(". ", 0, m.start())
-        sentence_start = max(dot + 2 if dot >= 0 else 0, answer.rfind("\n", 0, m.start()) + 1)
+        sentence_start = _sentence_start(answer, m.start())
         if (n, sentence_start) in seen:
             continue
         seen.add((n, sentence_start))
