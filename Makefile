@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 CONSTRAINTS := requirements/constraints.txt
 SETUP_STAMP := $(VENV)/.setup-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
@@ -19,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: bench bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -85,8 +86,16 @@ bench: setup ## Start the suite and measure tokenize latency through the gateway
 bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
 	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
 
-bench-retrieval: setup ## SciFact through the retrieval service: nDCG@10 / Recall@100 per mode, p50, chunks/s, RSS, disk.
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
+# The benchmarks' in-process references (sentence-transformers, bm25s): only the bench targets install them.
+$(BENCH_STAMP): $(SETUP_STAMP) requirements/bench.txt
+	$(PIP) install -c $(CONSTRAINTS) -r requirements/bench.txt
+	touch $@
+
+bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8) vs sentence-transformers in-process.
+	$(PY) benchmarks/embedding_bench.py $(BENCH_ARGS)
+
+bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
+	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache
