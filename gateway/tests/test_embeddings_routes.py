@@ -122,7 +122,12 @@ async def test_sparse_route(http):
     assert body["object"] == "list" and body["model"] == MODEL and len(body["data"]) == 2
     first = body["data"][0]
     assert first["object"] == "sparse_embedding" and first["indices"] == sorted(first["indices"])
-    assert len(first["indices"]) == len(first["values"]) == 4  # the, cat, and, dog
+    assert len(first["indices"]) == len(first["values"]) == 2  # bm25-english: cat, dog (stop words dropped)
+    wordpiece = (await http.post("/v1/embeddings/sparse", json={"input": "the cat and the dog",
+                                                                 "sparse_model": "bm25-wordpiece"})).json()
+    assert len(wordpiece["data"][0]["indices"]) == 4  # the, cat, and, dog
+    unknown = await http.post("/v1/embeddings/sparse", json={"input": "cat", "sparse_model": "splade"})
+    assert unknown.status_code == 400 and "bm25-english" in unknown.json()["error"]["message"]
     assert body["usage"]["prompt_tokens"] > 0
     bad = await http.post("/v1/embeddings/sparse", json={"input": ""})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input"

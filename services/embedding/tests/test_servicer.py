@@ -15,6 +15,7 @@ from genai_core.server import GrpcServer
 from genai_core.settings import ServerSettings
 from genai_core.status import field_violations
 from genai_embedding.servicer import service_spec
+from genai_embedding.sparse import term_id
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 TEXTS = ["Paris is the capital of France.", "The cat sat on the mat.", "Stocks fell sharply on Monday."]
@@ -49,15 +50,35 @@ async def test_embed_dense_unit_vectors_in_order(stub, embedder):
 async def test_embed_unnormalised_and_sparse_both(stub):
     raw = await stub.Embed(_texts(TEXTS[0], normalize=False))
     assert np.linalg.norm(raw.embeddings[0].dense.values) != pytest.approx(1.0, abs=1e-3)
-    both = await stub.Embed(_texts("the cat and the dog", kind=pb.EMBEDDING_KIND_BOTH))
+    both = await stub.Embed(_texts("the cat chased the cats and a dog", kind=pb.EMBEDDING_KIND_BOTH))
     e = both.embeddings[0]
     assert len(e.dense.values) == 384
-    assert list(e.sparse.indices) == sorted(e.sparse.indices) and 101 not in e.sparse.indices
     weights = dict(zip(e.sparse.indices, e.sparse.values, strict=True))
-    the = 1996  # "the" appears twice: saturated, but weighs more than "cat"
-    assert weights[the] > weights[4937] > 0
+    assert list(e.sparse.indices) == sorted(e.sparse.indices)
+    # bm25-english (the default): stop words dropped, "cat" and "cats" are one stem, saturated above "dog"
+    assert set(weights) == {term_id("cat"), term_id("chase"), term_id("dog")}
+    assert weights[term_id("cat")] > weights[term_id("dog")] > 0
     sparse = await stub.Embed(_texts("the cat", kind=pb.EMBEDDING_KIND_SPARSE))
     assert not sparse.embeddings[0].HasField("dense") and sparse.embeddings[0].HasField("sparse")
+
+
+@pytest.mark.parametrize("sparse_model", ["bm25-wordpiece", "all-minilm-l6-v2"])
+async def test_wordpiece_sparse_model_weighs_token_ids(stub, sparse_model):
+    reply = await stub.Embed(_texts("the cat and the dog", kind=pb.EMBEDDING_KIND_SPARSE, sparse_model=sparse_model))
+    weights = dict(zip(reply.embeddings[0].sparse.indices, reply.embeddings[0].sparse.values, strict=True))
+    assert 101 not in weights and 102 not in weights  # [CLS]/[SEP]
+    assert weights[1996] > weights[4937] > 0  # "the" twice outweighs "cat" once
+
+
+async def test_unknown_sparse_model_and_english_on_token_ids_are_invalid(stub):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Embed(_texts("x y", kind=pb.EMBEDDING_KIND_SPARSE, sparse_model="splade"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "bm25-english" in err.value.details()
+    request = pb.EmbedRequest(token_inputs=pb.TokenInputs(sequences=[pb.TokenIds(ids=[101, 7592, 102])]),
+                              options=pb.EmbedOptions(kind=pb.EMBEDDING_KIND_SPARSE))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Embed(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "bm25-wordpiece" in err.value.details()
 
 
 async def test_embed_token_inputs_match_texts(stub, embedder):
@@ -169,7 +190,8 @@ async def test_get_info(stub, embedder):
     assert (info.request_id, info.model, info.dimensions, info.max_input_tokens) == ("i", "all-minilm-l6-v2", 384, 256)
     assert info.revision == embedder.source.revision and len(info.revision) == 64
     assert info.engine == "onnxruntime" and info.engine_version
-    assert info.max_batch_size == 1024 and info.sparse_dimensions == 30522
+    assert info.max_batch_size == 1024 and info.sparse_dimensions == 2**31
+    assert list(info.sparse_models) == ["bm25-english", "bm25-wordpiece"]
     assert info.pooling == pb.POOLING_MEAN and info.model_type == pb.MODEL_TYPE_EMBEDDING
     assert list(info.models) == ["all-minilm-l6-v2"] and not info.supported_dimensions
 

@@ -14,7 +14,7 @@ from genai_embedding.batcher import Batcher
 from genai_embedding.embedder import Truncation, truncate
 from genai_embedding.pooling import l2_normalize, mean_pool
 from genai_embedding.settings import EngineName, Settings
-from genai_embedding.sparse import bm25_weights
+from genai_embedding.sparse import HASH_SPACE, EnglishAnalyzer, WordPieceAnalyzer, bm25_weights, term_id
 
 # -- pooling ---------------------------------------------------------------------------------
 
@@ -35,8 +35,8 @@ def test_l2_normalize_unit_rows_and_zero_row():
 # -- sparse ----------------------------------------------------------------------------------
 
 
-def test_bm25_saturates_and_drops_special_tokens():
-    v = bm25_weights([101, 5, 5, 5, 9, 102], special_ids={101, 102}, k1=1.2, b=0.75, avg_doc_tokens=4)
+def test_bm25_saturates():
+    v = bm25_weights([5, 5, 5, 9], k1=1.2, b=0.75, avgdl=4)
     assert v.indices == [5, 9]
     norm = 1.2 * (1 - 0.75 + 0.75 * 4 / 4)
     assert v.values[0] == pytest.approx(3 * 2.2 / (3 + norm))
@@ -46,10 +46,25 @@ def test_bm25_saturates_and_drops_special_tokens():
 
 
 def test_bm25_longer_documents_weigh_each_term_less():
-    short = bm25_weights([7, 8], special_ids=(), avg_doc_tokens=10)
-    long = bm25_weights([7, *range(100, 130)], special_ids=(), avg_doc_tokens=10)
+    short = bm25_weights([7, 8], k1=1.2, b=0.75, avgdl=10)
+    long = bm25_weights([7, *range(100, 130)], k1=1.2, b=0.75, avgdl=10)
     assert long.values[0] < short.values[0]
-    assert bm25_weights([7], special_ids=(), b=0.0).values == [pytest.approx(1.0)]  # b=0: no length norm
+    assert bm25_weights([7], k1=1.2, b=0.0, avgdl=10).values == [pytest.approx(1.0)]  # b=0: no length norm
+
+
+def test_english_analyzer_stems_drops_stop_words_and_hashes_stably():
+    english = EnglishAnalyzer()
+    terms = english.terms("The runner was running; runners RUN to the Run-off.", [])
+    assert terms.count(term_id("run")) == 3 and terms.count(term_id("runner")) == 2  # running/RUN/Run; runner(s)
+    assert term_id("the") not in terms and term_id("was") not in terms and term_id("to") not in terms
+    assert term_id("off") in terms and len(terms) == 6
+    assert english.terms("a", []) == [] and english.terms("x y z", []) == []  # one-letter words are not terms
+    assert term_id("run") == 1518968264  # blake2b: the same id in every process and release
+    assert all(0 <= t < HASH_SPACE for t in terms)
+
+
+def test_wordpiece_analyzer_drops_special_ids():
+    assert WordPieceAnalyzer({101, 102}, 30522).terms("ignored", [101, 7, 7, 102]) == [7, 7]
 
 
 # -- truncation ------------------------------------------------------------------------------

@@ -60,5 +60,5 @@ def test_empty_stages_fuse_to_nothing():
 
 def test_registry_covers_every_fusion_in_the_api():
     assert set(FUSIONS) == set(pb.Fusion.values())
-    assert FUSIONS[pb.FUSION_UNSPECIFIED] is rrf and FUSIONS[pb.FUSION_RRF] is rrf
+    assert FUSIONS[pb.FUSION_UNSPECIFIED] is dbsf and FUSIONS[pb.FUSION_RRF] is rrf
     assert FUSIONS[pb.FUSION_DBSF] is dbsf

@@ -184,9 +184,9 @@ async def test_search_modes_filters_threshold_rerank(make_stack, kind):
         assert hybrid[0].chunk.document_id == "paris"
         assert hybrid[0].stage_scores.HasField("fused") and hybrid[0].score == pytest.approx(
             hybrid[0].stage_scores.fused)
-        assert hybrid[0].score <= 2 / 61 + 1e-6  # RRF with k=60
-        dbsf = await search("Eiffel Tower Paris", fusion=pb.FUSION_DBSF)
-        assert dbsf[0].chunk.document_id == "paris"
+        assert 1.0 < hybrid[0].score <= 2.0  # the default DBSF: two stages, each scaled into about [0, 1]
+        rrf = await search("Eiffel Tower Paris", fusion=pb.FUSION_RRF)
+        assert rrf[0].chunk.document_id == "paris" and rrf[0].score <= 2 / 61 + 1e-6  # RRF with k=60
         only_es = await search("capital", filter=pb.Filter(must=[_eq("lang", "es")]))
         assert {r.chunk.document_id for r in only_es} == {"madrid"}
         year = pb.Condition(field=pb.FieldCondition(key="year", range=pb.Range(gte=2019)))

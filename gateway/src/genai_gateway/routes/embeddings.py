@@ -68,7 +68,8 @@ async def create_embeddings(body: api.EmbeddingRequest, request: Request) -> api
 @router.post("/v1/embeddings/sparse", response_model=api.SparseResponse, summary="Sparse (BM25-style) vectors")
 async def create_sparse(body: api.SparseRequest, request: Request) -> api.SparseResponse:
     message = pb.EmbedRequest(
-        request_id=_rid(request), model=body.model, options=pb.EmbedOptions(kind=pb.EMBEDDING_KIND_SPARSE)
+        request_id=_rid(request), model=body.model,
+        options=pb.EmbedOptions(kind=pb.EMBEDDING_KIND_SPARSE, sparse_model=body.sparse_model),
     )
     _inputs(body.input, message)
     reply = await call(_stub(request).Embed(message), _renames(body.input))

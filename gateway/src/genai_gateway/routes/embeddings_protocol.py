@@ -45,12 +45,15 @@ class SparseRequest(BaseModel):
 
     input: str | list[str] = Field(..., description="A text or a list of texts.")
     model: str = ""
+    sparse_model: str = Field(
+        "", description='The term analyzer: "bm25-english" (default: stemmed words) or "bm25-wordpiece" (token ids).'
+    )
 
 
 class SparseData(BaseModel):
     object: Literal["sparse_embedding"] = "sparse_embedding"
     index: int
-    indices: list[int] = Field(..., description="WordPiece token ids, ascending.")
+    indices: list[int] = Field(..., description="Term ids, ascending (hashed stems, or WordPiece ids).")
     values: list[float] = Field(..., description="BM25 term-frequency weights (no IDF: that belongs to the index).")
 
 

@@ -25,6 +25,7 @@ router = APIRouter(tags=["retrieval"])
 Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns the collections")]
 MODES = {None: pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "sparse": pb.SEARCH_MODE_SPARSE,
          "hybrid": pb.SEARCH_MODE_HYBRID}
+FUSIONS = {None: pb.FUSION_UNSPECIFIED, "rrf": pb.FUSION_RRF, "dbsf": pb.FUSION_DBSF}
 DISTANCES = {"cosine": pb.DISTANCE_COSINE, "dot": pb.DISTANCE_DOT, "euclid": pb.DISTANCE_EUCLID,
              "manhattan": pb.DISTANCE_MANHATTAN}
 EXTENSIONS = {".md": "text/markdown", ".markdown": "text/markdown", ".html": "text/html", ".htm": "text/html",
@@ -96,7 +97,7 @@ def _filter(value: dict[str, Any] | None, param: str = "filter") -> pb.Filter | 
 
 
 def _options(body: api.SearchParams) -> pb.SearchOptions:
-    o = pb.SearchOptions(mode=MODES[body.mode], fusion=pb.FUSION_DBSF if body.fusion == "dbsf" else pb.FUSION_RRF,
+    o = pb.SearchOptions(mode=MODES[body.mode], fusion=FUSIONS[body.fusion],
                          rerank=pb.RerankOptions(enabled=body.rerank, model=body.rerank_model))
     if body.top_k is not None:
         o.top_k = body.top_k

@@ -41,7 +41,7 @@ class DocumentsIn(_Strict):
 class SearchParams(_Strict):
     top_k: int | None = Field(None, ge=1)
     mode: Literal["dense", "sparse", "hybrid"] | None = Field(None, description="unset: hybrid when sparse is on")
-    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion: Literal["rrf", "dbsf"] | None = Field(None, description="hybrid fusion; unset: the service default (dbsf)")
     filter: dict[str, Any] | None = Field(
         None,
         description='Qdrant-shaped {"must": [{"field": {"key": "lang", "equals": {"string_value": "en"}}}], ...}, '

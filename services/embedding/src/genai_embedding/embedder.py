@@ -26,7 +26,15 @@ from genai_embedding.metrics import EmbeddingMetrics
 from genai_embedding.model import ModelSource, resolve
 from genai_embedding.pooling import l2_normalize
 from genai_embedding.settings import EmbeddingSettings
-from genai_embedding.sparse import SparseVector, bm25_weights
+from genai_embedding.sparse import (
+    DEFAULT_SPARSE_MODEL,
+    SPARSE_ALIASES,
+    SPARSE_MODELS,
+    EnglishAnalyzer,
+    SparseVector,
+    WordPieceAnalyzer,
+    bm25_weights,
+)
 
 
 class Truncation(enum.Enum):
@@ -48,6 +56,7 @@ class EmbedOptions:
     dimensions: int | None = None
     kind: Kind = Kind.DENSE
     prompt_name: str = ""
+    sparse_model: str = ""  # empty: DEFAULT_SPARSE_MODEL
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Info:
     engine: str
     engine_version: str
     models: list[str]
+    sparse_models: list[str]  # the default first
 
 
 def truncate(ids: list[int], limit: int, policy: Truncation, field: str, *, special_ends: bool) -> Encoded:
@@ -134,9 +144,10 @@ class Embedder:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self._tokenizer = tokenizer
-        self._special_ids = {
+        special_ids = {
             tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]", "[MASK]") if tokenizer.token_to_id(t) is not None
         }
+        self._analyzers = {"english": EnglishAnalyzer(), "wordpiece": WordPieceAnalyzer(special_ids, source.vocab_size)}
         pad = tokenizer.token_to_id("[PAD]")
         self.batcher = Batcher(
             engine.forward, dimension=source.dimension, max_batch_size=settings.max_batch_size,
@@ -209,9 +220,18 @@ class Embedder:
         if options.prompt_name:
             raise InvalidArgument.for_field("options.prompt_name", f"{self.source.id} defines no prompts")
 
-    def sparse(self, ids: Sequence[int]) -> SparseVector:
+    def analyzer(self, sparse_model: str):  # noqa: ANN201
+        model = sparse_model or DEFAULT_SPARSE_MODEL
+        name = SPARSE_MODELS.get(SPARSE_ALIASES.get(model, model))
+        if name is None:
+            raise InvalidArgument.for_field(
+                "options.sparse_model", f"unknown sparse model {sparse_model!r}; available: {', '.join(SPARSE_MODELS)}"
+            )
+        return self._analyzers[name]
+
+    def sparse(self, analyzer, text: str, ids: Sequence[int]) -> SparseVector:  # noqa: ANN001
         s = self.settings
-        return bm25_weights(ids, self._special_ids, k1=s.sparse_k1, b=s.sparse_b, avg_doc_tokens=s.sparse_avg_doc_tokens)
+        return bm25_weights(analyzer.terms(text, ids), k1=s.sparse_k1, b=s.sparse_b, avgdl=s.sparse_avg_doc_tokens)
 
     # -- the operations ---------------------------------------------------------------------
 
@@ -231,6 +251,12 @@ class Embedder:
             self._check_count(len(token_inputs), "token_inputs", "token sequence")
             self._check_options(options)
             encoded = self.encode_ids(token_inputs, options.truncation, "token_inputs")
+        analyzer = self.analyzer(options.sparse_model) if options.kind in (Kind.SPARSE, Kind.BOTH) else None
+        if texts is None and isinstance(analyzer, EnglishAnalyzer):
+            raise InvalidArgument.for_field(
+                "options.sparse_model", f"{options.sparse_model or DEFAULT_SPARSE_MODEL} analyses text; token inputs "
+                "need sparse_model bm25-wordpiece"
+            )
         dense, queue_s = None, 0.0
         if options.kind in (Kind.DENSE, Kind.BOTH):
             dense, queue_s = await self.batcher.embed([e.ids for e in encoded])
@@ -240,7 +266,7 @@ class Embedder:
             Embedding(
                 index=i,
                 dense=dense[i] if dense is not None else None,
-                sparse=self.sparse(e.ids) if options.kind in (Kind.SPARSE, Kind.BOTH) else None,
+                sparse=self.sparse(analyzer, texts[i] if texts is not None else "", e.ids) if analyzer else None,
                 token_count=len(e.ids),
                 truncated=e.truncated,
             )
@@ -280,11 +306,12 @@ class Embedder:
             model=model_id,
             revision=self.source.revision,
             dimensions=self.source.dimension,
-            sparse_dimensions=self.source.vocab_size,
+            sparse_dimensions=self.analyzer("").dimensions,
             max_input_tokens=self.max_input_tokens,
             max_batch_size=self.settings.max_request_inputs,
             max_batch_tokens=self.settings.max_request_inputs * self.max_input_tokens,
             engine=self.engine.name,
             engine_version=self.engine.version,
             models=[self.source.id],
+            sparse_models=list(SPARSE_MODELS),
         )

@@ -50,6 +50,7 @@ def options_from_proto(o: pb.EmbedOptions) -> EmbedOptions:
         dimensions=o.dimensions if o.HasField("dimensions") else None,
         kind=_KIND[o.kind],
         prompt_name=o.prompt_name,
+        sparse_model=o.sparse_model,
     )
 
 
@@ -180,6 +181,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             max_batch_size=info.max_batch_size, max_batch_tokens=info.max_batch_tokens,
             max_message_bytes=self._max_message_bytes, pooling=pb.POOLING_MEAN,
             engine=info.engine, engine_version=info.engine_version, models=info.models,
+            sparse_models=info.sparse_models,
         )
 
 

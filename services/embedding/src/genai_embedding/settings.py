@@ -35,7 +35,7 @@ class EmbeddingSettings:
     max_request_inputs: int = 1024  # inputs one request (or stream batch, or rerank) may carry
     sparse_k1: float = 1.2
     sparse_b: float = 0.75
-    sparse_avg_doc_tokens: float = 64.0  # BM25 average document length, in WordPiece tokens
+    sparse_avg_doc_tokens: float = 100.0  # BM25 average document length in analysed terms (~a 200-token chunk)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):

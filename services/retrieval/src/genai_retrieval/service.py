@@ -66,7 +66,7 @@ class Retrieval:
         """Dense and sparse vectors of ``texts`` in batches; (dense, sparse, prompt_tokens)."""
         kind = epb.EMBEDDING_KIND_BOTH if sparse and dense else (
             epb.EMBEDDING_KIND_SPARSE if sparse else epb.EMBEDDING_KIND_DENSE)
-        options = epb.EmbedOptions(kind=kind)
+        options = epb.EmbedOptions(kind=kind, sparse_model=meta.get("sparse_model", "") if sparse else "")
         if meta["dimensions"] != meta.get("model_dimensions", meta["dimensions"]):
             options.dimensions = meta["dimensions"]
         dense_out: list[list[float]] = []

@@ -24,7 +24,7 @@ class RetrievalSettings:
     tokenizer_target: str = "127.0.0.1:50051"
     downstream_timeout: float = 120.0
     embedding_model: str = "all-minilm-l6-v2"
-    sparse_model: str = "all-minilm-l6-v2"  # the embedding service computes BM25-style sparse vectors
+    sparse_model: str = "bm25-english"  # the embedding service's BM25 analyzer (its GetInfo lists them)
     reranker_model: str = "all-minilm-l6-v2"
     answer_model: str = "smollm2-135m-instruct"
     answer_tokenizer: str = "smollm2-135m-instruct"
