@@ -78,6 +78,10 @@ def test_upsert_search_filters_delete(store):
     assert hits[0].payload["metadata"]["author"]["name"] == "n2"
     sparse = store.search("t1", "c1", SPARSE, ([4], [1.0]), 3, None)
     assert [h.id for h in sparse] == [points[3].id]
+    bare = store.search("t1", "c1", DENSE, _vec(2), 3, None, False)  # ids and scores; payloads fetched later
+    assert [h.id for h in bare] == [h.id for h in hits] and all(h.payload == {} for h in bare)
+    payloads = store.payloads("t1", "c1", [points[2].id, points[5].id, "00000000-0000-0000-0000-000000000000"])
+    assert payloads == {points[2].id: points[2].payload, points[5].id: points[5].payload}  # unknown ids: absent
     # typed filters: equals, any_of on a list field, numeric range, nested key, should / must_not
     fr = F.Filter(must=[F.Match("metadata.lang", "fr")])
     assert {h.payload["metadata"]["lang"] for h in store.search("t1", "c1", DENSE, _vec(1), 10, fr)} == {"fr"}

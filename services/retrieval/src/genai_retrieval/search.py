@@ -8,6 +8,7 @@ the scores of the stages it went through.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,13 +83,27 @@ async def _gather(r: Retrieval, tenant: str, meta: dict[str, Any], query: str,
                   plan: _Plan) -> tuple[dict[str, list[Hit]], int]:
     """Each stage's hits, best first (dense before sparse), and the query's embedding tokens."""
     dense_q, sparse_q, tokens = await r.embed(meta, [query], plan.sparse, plan.dense)
-    stages: dict[str, list[Hit]] = {DENSE: [], SPARSE: []}
-    if plan.dense:
-        stages[DENSE] = await r.run(r.store.search, tenant, meta["name"], DENSE, dense_q[0], plan.limit, plan.filter)
-    if plan.sparse and sparse_q[0][0]:  # a query of stop words only has no sparse terms
-        stages[SPARSE] = await r.run(r.store.search, tenant, meta["name"], SPARSE, sparse_q[0], plan.limit,
-                                     plan.filter)
-    return stages, tokens
+    queries = {DENSE: dense_q[0] if plan.dense else None,
+               SPARSE: sparse_q[0] if plan.sparse and sparse_q[0][0] else None}  # stop words only: no terms
+
+    async def stage(using: str, vector) -> list[Hit]:  # noqa: ANN001
+        if vector is None:
+            return []
+        # Ids and scores only: payloads (chunk text) are fetched for the survivors of fusion and the cut.
+        return await r.run(r.store.search, tenant, meta["name"], using, vector, plan.limit, plan.filter, False)
+
+    dense, sparse = await asyncio.gather(*(stage(using, vector) for using, vector in queries.items()))
+    return {DENSE: dense, SPARSE: sparse}, tokens
+
+
+async def _fill_payloads(r: Retrieval, tenant: str, name: str, rows: list[_Row]) -> list[_Row]:
+    """``rows`` with their chunks' payloads; a chunk deleted since the search drops out."""
+    if not rows:
+        return rows
+    found = await r.run(r.store.payloads, tenant, name, [row.hit.id for row in rows])
+    for row in rows:
+        row.hit.payload = found.get(row.hit.id, {})
+    return [row for row in rows if row.hit.id in found]
 
 
 def _order(stages: dict[str, list[Hit]], plan: _Plan) -> list[_Row]:
@@ -140,8 +155,11 @@ async def search(r: Retrieval, tenant: str, collection: str, query: str, options
     stages, tokens = await _gather(r, tenant, meta, query, plan)
     rows = _order(stages, plan)[: plan.candidates]
     if options.rerank.enabled and rows:
+        rows = await _fill_payloads(r, tenant, meta["name"], rows)  # the reranker reads every candidate's text
         rows, used = await _rerank(r, query, options.rerank.model, rows)
         tokens += used
     if options.HasField("score_threshold"):
         rows = [row for row in rows if row.final >= options.score_threshold]
+    if not options.rerank.enabled:
+        rows = await _fill_payloads(r, tenant, meta["name"], rows[: plan.top_k])
     return Searched([_result(row) for row in rows[: plan.top_k]], tokens)

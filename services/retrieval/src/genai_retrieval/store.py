@@ -68,8 +68,10 @@ class Store(Protocol):
     def delete(self, tenant: str, name: str, ids: list[str]) -> None: ...
     def scroll(self, tenant: str, name: str, flt: F.Filter | None) -> list[Hit]: ...
     def count(self, tenant: str, name: str, flt: F.Filter | None) -> int: ...
+    def payloads(self, tenant: str, name: str, ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def search(
-        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        with_payload: bool = True,
     ) -> list[Hit]: ...
     def close(self) -> None: ...
 
@@ -276,16 +278,23 @@ class EdgeStore:
 
         return self._shard(tenant, name).shard.count(qe.CountRequest(exact=True, filter=_edge_filter(flt)))
 
-    def search(self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None) -> list[Hit]:
+    def search(
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
         import qdrant_edge as qe
 
         s = self._shard(tenant, name)
         query_vector = qe.SparseVector(list(vector[0]), list(vector[1])) if using == SPARSE else list(vector)
         points = s.shard.query(
             qe.QueryRequest(limit=limit, query=qe.Query.Nearest(query_vector, using=using),
-                            filter=_edge_filter(flt), with_payload=True, params=qe.SearchParams(hnsw_ef=128))
+                            filter=_edge_filter(flt), with_payload=with_payload, params=qe.SearchParams(hnsw_ef=128))
         )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def payloads(self, tenant: str, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        records = self._shard(tenant, name).shard.retrieve(list(ids), True, False)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         for thread in list(self._threads):
@@ -440,14 +449,21 @@ class ClientStore:
     def count(self, tenant: str, name: str, flt: F.Filter | None) -> int:
         return self._client.count(self._require(tenant, name), count_filter=_client_filter(flt), exact=True).count
 
-    def search(self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None) -> list[Hit]:
+    def search(
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
         m = self._m
         qname = self._require(tenant, name)
         query = m.SparseVector(indices=list(vector[0]), values=list(vector[1])) if using == SPARSE else list(vector)
         result = self._client.query_points(
-            qname, query=query, using=using, limit=limit, query_filter=_client_filter(flt), with_payload=True
+            qname, query=query, using=using, limit=limit, query_filter=_client_filter(flt), with_payload=with_payload
         )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+
+    def payloads(self, tenant: str, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        records = self._client.retrieve(self._require(tenant, name), ids=list(ids), with_payload=True)
+        return {str(r.id): dict(r.payload or {}) for r in records}
 
     def close(self) -> None:
         self._client.close()

@@ -9,8 +9,13 @@ Exported with the legacy TorchScript exporter (``dynamo=False``, opset 17) into
 directory and moved into place with ``os.replace``, so a present directory is always complete and is
 reused as it is.
 
+Precision ``"fp32"``: the export run through onnxruntime's transformer optimizer, which fuses each
+layer's attention, bias + GELU and skip + LayerNorm into single kernels. Same numbers (cosine 1.000000
+against torch), fewer kernel launches: a 20-token query took 3.4 ms instead of 5.0 ms here (2 threads),
+and that latency is most of a dense search. The unfused export stays next to it as ``plain.onnx``.
+
 Precision ``"int8"``: ``onnxruntime.quantization.quantize_dynamic`` (QInt8 weights, per channel) of
-the fp32 export. Opt-in only; see ``INT8_QUALITY``.
+the unfused export (quantizing the fused graph ran ~10 % slower). Opt-in only; see ``INT8_QUALITY``.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "int8")
 OPSET = 17
 MODEL_FILE = "model.onnx"
+PLAIN_FILE = "plain.onnx"  # the unfused export, next to the fused fp32 model; int8 quantizes it
 META_FILE = "export.json"
-EXPORT_FORMAT = 1  # bump when the graph's inputs, outputs or semantics change: old exports are redone
+EXPORT_FORMAT = 2  # bump when the graph's inputs, outputs or semantics change: old exports are redone
 
 INT8_QUALITY = """\
 int8 (quantize_dynamic, QInt8 weights per channel) against torch fp32 on all-MiniLM-L6-v2, the 20 varied
@@ -51,7 +57,7 @@ def export_dir(source: ModelSource, cache_dir: Path, precision: str = "fp32") ->
     return Path(cache_dir) / "onnx" / f"{source.id}-{source.revision[:12]}-{precision}"
 
 
-def _export_fp32(source: ModelSource, target: Path) -> None:
+def _export_plain(source: ModelSource, target: Path) -> None:
     import torch
     from transformers import AutoModel
 
@@ -77,7 +83,7 @@ def _export_fp32(source: ModelSource, target: Path) -> None:
         torch.onnx.export(
             SentenceEmbedding(),
             (ids, mask),
-            str(target / MODEL_FILE),
+            str(target / PLAIN_FILE),
             input_names=["input_ids", "attention_mask"],
             output_names=["sentence_embedding"],
             dynamic_axes={
@@ -91,10 +97,22 @@ def _export_fp32(source: ModelSource, target: Path) -> None:
         )
 
 
-def _quantize_int8(fp32_model: Path, target: Path) -> None:
+def _fuse(source: ModelSource, target: Path) -> None:
+    """``target/plain.onnx`` → ``target/model.onnx`` with BERT's attention, GELU and LayerNorm fused."""
+    from onnxruntime.transformers import optimizer
+
+    config = json.loads((source.directory / "config.json").read_text())
+    fused = optimizer.optimize_model(
+        str(target / PLAIN_FILE), model_type="bert", num_heads=int(config["num_attention_heads"]),
+        hidden_size=int(config["hidden_size"]), opt_level=0,  # graph fusions only; the session adds its own
+    )
+    fused.save_model_to_file(str(target / MODEL_FILE))
+
+
+def _quantize_int8(plain_model: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32_model), str(target / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(str(plain_model), str(target / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True)
 
 
 def _current(directory: Path) -> bool:
@@ -120,16 +138,18 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
     def build(tmp: Path) -> None:
         if fp32 is None:
             logger.info("exporting %s to ONNX once (about 5-10 s)", source.id)
-            _export_fp32(source, tmp)
+            _export_plain(source, tmp)
+            _fuse(source, tmp)
         else:
             logger.info("quantizing the ONNX export of %s to int8 once", source.id)
-            _quantize_int8(fp32, tmp)
+            _quantize_int8(fp32.parent / PLAIN_FILE, tmp)
         meta = {
             "format": EXPORT_FORMAT,
             "model_id": source.id,
             "revision": source.revision,
             "precision": precision,
-            "graph": "bert + mean pooling, unnormalised",
+            "graph": "bert + mean pooling, unnormalised; " + ("fused (onnxruntime.transformers)" if fp32 is None
+                                                              else "int8 of the unfused export"),
             "exporter": "torch.onnx legacy TorchScript (dynamo=False)",
             "opset": OPSET,
             "seconds": round(time.perf_counter() - started, 1),
