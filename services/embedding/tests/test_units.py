@@ -209,7 +209,7 @@ def test_settings_defaults_and_env():
     s = Settings.from_env({})
     assert (s.server.port, s.server.metrics_port) == (50053, 9103)
     assert s.embedding.engine is EngineName.ONNXRUNTIME and s.embedding.max_input_tokens == 256
-    assert (s.embedding.max_batch_size, s.embedding.max_batch_tokens, s.embedding.max_wait_ms) == (64, 4096, 0.0)
+    assert (s.embedding.max_batch_size, s.embedding.max_batch_tokens, s.embedding.max_wait_ms) == (64, 1024, 0.0)
     s = Settings.from_env({"GENAI_EMBEDDING_ENGINE": "torch", "GENAI_EMBEDDING_MAX_WAIT_MS": "2"})
     assert s.embedding.engine is EngineName.TORCH and s.embedding.max_wait_ms == 2.0
 

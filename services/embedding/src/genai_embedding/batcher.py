@@ -1,19 +1,20 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-    batcher = Batcher(engine.forward, dimension=384, max_batch_size=64, max_batch_tokens=4096, max_queue=256)
+    batcher = Batcher(engine.forward, dimension=384, max_batch_size=64, max_batch_tokens=1024, max_queue=256)
     vectors, queue_s = await batcher.embed([[101, 7592, 102], [101, 2088, 102]])   # [2, 384]
 
 One collector runs one forward at a time in a worker thread (the model uses every core it is
 given). While a forward runs, new requests queue; when it ends, the collector takes everything
-queued (up to ``max_batch_size`` texts) into the next batch. So an idle service answers a lone
-query at once, and a busy one batches by itself, without a fixed wait (``max_wait_ms`` > 0 adds
-one: the collector then waits that long for companions even when the model is idle).
+queued (up to ``COLLECT_FORWARDS`` x ``max_batch_size`` texts) into the next batch. So an idle
+service answers a lone query at once, and a busy one batches by itself, without a fixed wait
+(``max_wait_ms`` > 0 adds one: the collector then waits that long for companions even when idle).
 
 Inside a batch the texts are sorted by length and cut into forwards of at most ``max_batch_size``
-rows and ``max_batch_tokens`` padded tokens (rows x longest row): padding stays small, and long
-texts go in smaller forwards, whose activations stay in cache (16 x 256 tokens ran up to ~8 %
-faster than 64 x 256 on MiniLM here). A request larger than that gets several forwards. At most
-``max_queue`` requests wait; the next one is refused with RESOURCE_EXHAUSTED.
+rows and ``max_batch_tokens`` padded tokens (rows x longest row). Sorting several requests together
+keeps padding small (four 32-query requests in flight: 163 -> 213 texts/s), and small forwards keep
+activations in cache: on MiniLM here 1,024 padded tokens per forward beat 4,096 for short queries
+(293 vs 262 texts/s) and for 256-token abstracts (28 vs 26). A request larger than that gets several
+forwards. At most ``max_queue`` requests wait; the next one is refused with RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from genai_embedding.metrics import EmbeddingMetrics
 
 logger = logging.getLogger(__name__)
 
+COLLECT_FORWARDS = 4  # a batch takes up to this many forwards' worth of queued texts, sorted together
+
 Forward = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -44,7 +47,7 @@ class _Job:
 
 class Batcher:
     def __init__(
-        self, forward: Forward, *, dimension: int, max_batch_size: int = 64, max_batch_tokens: int = 4096,
+        self, forward: Forward, *, dimension: int, max_batch_size: int = 64, max_batch_tokens: int = 1024,
         max_wait_ms: float = 0.0, max_queue: int = 256, pad_id: int = 0, metrics: EmbeddingMetrics | None = None,
     ) -> None:
         self._forward = forward
@@ -112,7 +115,8 @@ class Batcher:
                 except TimeoutError:
                     break
             jobs, count = [], 0
-            while self._pending and (not jobs or count + len(self._pending[0].sequences) <= self.max_batch_size):
+            limit = COLLECT_FORWARDS * self.max_batch_size
+            while self._pending and (not jobs or count + len(self._pending[0].sequences) <= limit):
                 job = self._pending.popleft()
                 if not job.future.done():  # the caller went away
                     jobs.append(job)

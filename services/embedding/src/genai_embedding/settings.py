@@ -29,7 +29,7 @@ class EmbeddingSettings:
     threads: int = 2
     max_input_tokens: int = 256  # all-MiniLM-L6-v2's sentence-transformers max_seq_length
     max_batch_size: int = 64  # texts per forward pass
-    max_batch_tokens: int = 4096  # padded tokens (rows x longest row) per forward pass
+    max_batch_tokens: int = 1024  # padded tokens (rows x longest row) per forward pass; small stays in cache
     max_wait_ms: float = 0.0  # extra wait for companions when the model is idle (0: run at once; see batcher)
     max_queue: int = 256  # requests waiting for the batcher; more get RESOURCE_EXHAUSTED
     max_request_inputs: int = 1024  # inputs one request (or stream batch, or rerank) may carry
