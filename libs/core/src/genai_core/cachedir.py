@@ -7,6 +7,7 @@ directory (``is_current`` false, e.g. an older export format) is replaced as a w
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -48,3 +49,37 @@ def build_once(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("built %s in %.1f s: %s", what or target.name, time.perf_counter() - started, target)
     return target
+
+
+def build_stamped(
+    target: Path,
+    build: Callable[[Path], dict],
+    *,
+    stamp: dict,
+    required: str,
+    manifest: str = "export.json",
+    what: str = "",
+) -> Path:
+    """``build_once`` for artifacts that carry a manifest: reused only while every key of ``stamp``
+    (e.g. ``{"format": 2}``) matches the manifest and ``required`` exists in the directory.
+
+    ``build(tmp)`` writes the files and returns facts to record; the manifest gets ``stamp``, those facts
+    and the build time, and every file is made world-readable (exporters such as onnx write 0600).
+    """
+
+    def current(path: Path) -> bool:
+        try:
+            recorded = json.loads((path / manifest).read_text())
+        except (OSError, ValueError):
+            return False
+        return (path / required).exists() and all(recorded.get(k) == v for k, v in stamp.items())
+
+    def stamped(tmp: Path) -> None:
+        started = time.perf_counter()
+        facts = build(tmp)
+        record = {**stamp, **facts, "seconds": round(time.perf_counter() - started, 1)}
+        (tmp / manifest).write_text(json.dumps(record, indent=2))
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+
+    return build_once(target, stamped, is_current=current, what=what)

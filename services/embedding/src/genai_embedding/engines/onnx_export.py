@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import warnings
 from pathlib import Path
 
-from genai_core.cachedir import build_once
+from genai_core.cachedir import build_stamped
 
 from genai_embedding.model import ModelSource
 
@@ -115,27 +114,13 @@ def _quantize_int8(plain_model: Path, target: Path) -> None:
     quantize_dynamic(str(plain_model), str(target / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True)
 
 
-def _current(directory: Path) -> bool:
-    meta = directory / META_FILE
-    if not (directory / MODEL_FILE).exists() or not meta.exists():
-        return False
-    try:
-        return json.loads(meta.read_text()).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError):
-        return False
-
-
 def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Path:
     """Return ``cache_dir/onnx/<id>-<rev12>-<precision>/model.onnx``, exporting it once if missing."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    final = export_dir(source, cache_dir, precision)
-    if _current(final):
-        return final / MODEL_FILE
-    fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None
-    started = time.perf_counter()
 
-    def build(tmp: Path) -> None:
+    def build(tmp: Path) -> dict:
+        fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None  # int8 starts from it
         if fp32 is None:
             logger.info("exporting %s to ONNX once (about 5-10 s)", source.id)
             _export_plain(source, tmp)
@@ -143,20 +128,11 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
         else:
             logger.info("quantizing the ONNX export of %s to int8 once", source.id)
             _quantize_int8(fp32.parent / PLAIN_FILE, tmp)
-        meta = {
-            "format": EXPORT_FORMAT,
-            "model_id": source.id,
-            "revision": source.revision,
-            "precision": precision,
-            "graph": "bert + mean pooling, unnormalised; " + ("fused (onnxruntime.transformers)" if fp32 is None
-                                                              else "int8 of the unfused export"),
-            "exporter": "torch.onnx legacy TorchScript (dynamo=False)",
-            "opset": OPSET,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        for path in tmp.iterdir():
-            path.chmod(0o644)
+        graph = "fused (onnxruntime.transformers)" if fp32 is None else "int8 of the unfused export"
+        return {"model_id": source.id, "revision": source.revision, "precision": precision,
+                "graph": f"bert + mean pooling, unnormalised; {graph}",
+                "exporter": "torch.onnx legacy TorchScript (dynamo=False)", "opset": OPSET}
 
-    build_once(final, build, is_current=_current, what=f"ONNX {source.id} ({precision})")
+    final = build_stamped(export_dir(source, cache_dir, precision), build, stamp={"format": EXPORT_FORMAT},
+                          required=MODEL_FILE, manifest=META_FILE, what=f"ONNX {source.id} ({precision})")
     return final / MODEL_FILE

@@ -38,11 +38,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import warnings
 from pathlib import Path
 
-from genai_core.cachedir import build_once
+from genai_core.cachedir import build_stamped
 
 from genai_inference.models import ModelSource
 
@@ -279,17 +278,6 @@ def _quantize_int8(fp32_model: Path, target: Path) -> None:
     )
 
 
-def _current(directory: Path) -> bool:
-    """An export is reusable when it is complete and was written by this version of the graph."""
-    meta = directory / META_FILE
-    if not (directory / MODEL_FILE).exists() or not meta.exists():
-        return False
-    try:
-        return json.loads(meta.read_text()).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError):
-        return False
-
-
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -311,13 +299,9 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    final = export_dir(source, cache_dir, precision)
-    if _current(final):
-        return final / MODEL_FILE
-    fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None
-    started = time.perf_counter()
 
-    def build(tmp: Path) -> None:
+    def build(tmp: Path) -> dict:
+        fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None  # int8 starts from it
         if fp32 is None:
             logger.info("exporting %s to ONNX once (about 20 s)", source.id)
             graph = _export_fp32(source, tmp)
@@ -325,20 +309,9 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
             logger.info("quantizing the ONNX export of %s to int8 once (about 15 s)", source.id)
             _quantize_int8(fp32, tmp)
             graph = json.loads((fp32.parent / META_FILE).read_text())["graph"]
-        meta = {
-            "format": EXPORT_FORMAT,
-            "model_id": source.id,
-            "revision": source.revision,
-            "precision": precision,
-            "graph": graph,
-            "exporter": "torch.onnx legacy TorchScript (dynamo=False)",
-            "opset": OPSET,
-            "seconds": round(time.perf_counter() - started, 1),
-            "versions": _versions(),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        for path in tmp.iterdir():
-            path.chmod(0o644)  # onnx writes external data 0600; keep it as readable as the model file
+        return {"model_id": source.id, "revision": source.revision, "precision": precision, "graph": graph,
+                "exporter": "torch.onnx legacy TorchScript (dynamo=False)", "opset": OPSET, "versions": _versions()}
 
-    build_once(final, build, is_current=_current, what=f"ONNX {source.id} ({precision})")
+    final = build_stamped(export_dir(source, cache_dir, precision), build, stamp={"format": EXPORT_FORMAT},
+                          required=MODEL_FILE, manifest=META_FILE, what=f"ONNX {source.id} ({precision})")
     return final / MODEL_FILE
