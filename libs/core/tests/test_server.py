@@ -343,3 +343,51 @@ async def test_bind_failure_is_reported(specs):
     finally:
         await clash.stop(0)
         await taken.stop(0)
+
+
+_CLOSING_SERVICE = """
+import asyncio, sys
+from genai_core.server import run_service
+from genai_core.settings import ServerSettings
+
+async def ready():
+    if sys.argv[1] == "fail":
+        raise RuntimeError("the model is missing")
+    print("ready", flush=True)
+
+async def close():
+    print("closed", flush=True)
+
+asyncio.run(run_service(ServerSettings(port=0, grace_seconds=0.5), "closing", [], ready, close=close))
+"""
+
+
+def _closing_service(mode: str):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", _CLOSING_SERVICE, mode], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_close_runs_after_the_drain_on_sigterm():
+    import signal
+
+    proc = _closing_service("ok")
+    try:
+        while proc.stdout.readline().strip() != "ready":
+            pass
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert "draining" in out and "closed" in out
+    assert out.index("draining") < out.index("closed") < out.index("closing stopped")
+
+
+def test_close_runs_when_loading_fails():
+    proc = _closing_service("fail")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "the model is missing" in out and "closed" in out

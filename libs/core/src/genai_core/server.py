@@ -116,11 +116,14 @@ async def run_service(
     services: Sequence[ServiceSpec],
     ready: Callable[[], Awaitable[None]],
     metrics: GrpcMetrics | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run a service process until SIGTERM/SIGINT: the body of every ``__main__``.
 
     ``ready`` loads and warms whatever the service needs; health turns SERVING only after it.
     ``metrics`` lets the service register its own collectors on the served registry.
+    ``close`` releases what ``ready`` opened (stores, channels, engines); it runs once the in-flight
+    calls have drained, and also when loading failed or was interrupted.
     """
     setup_logging(service_name, settings.log_level)
     provider = setup_telemetry(service_name, settings.otlp_endpoint)
@@ -135,17 +138,28 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
-    loader = asyncio.create_task(ready())
-    waiter = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if loader in done:
-        loader.result()  # a failed load ends the process with its traceback
-        await server.set_serving()
-        logger.info("%s is SERVING on %s:%d", service_name, settings.host, port)
-        await stopping.wait()
-    else:
-        loader.cancel()
-    logger.info("%s draining for up to %.1fs", service_name, settings.grace_seconds)
-    await server.stop()
-    provider.shutdown()
+    try:
+        loader = asyncio.create_task(ready())
+        waiter = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait({loader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if loader in done:
+            waiter.cancel()
+            loader.result()  # a failed load ends the process with its traceback
+            await server.set_serving()
+            logger.info("%s is SERVING on %s:%d", service_name, settings.host, port)
+            await stopping.wait()
+        else:
+            loader.cancel()
+            await asyncio.gather(loader, return_exceptions=True)
+        logger.info("%s draining for up to %.1fs", service_name, settings.grace_seconds)
+        await server.stop()
+    finally:
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - a failed close must not hide the shutdown
+                logger.exception("closing %s failed", service_name)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        provider.shutdown()
     logger.info("%s stopped", service_name)

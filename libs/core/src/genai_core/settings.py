@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from genai_core.services import load_targets, service
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -117,3 +119,34 @@ class ServerSettings:
             "log_level": environ.get("GENAI_LOG_LEVEL", "INFO"),
         }
         return load(cls, prefix, environ, **{**defaults, **shared})
+
+    @classmethod
+    def for_service(cls, name: str, environ: Mapping[str, str]) -> ServerSettings:
+        """A table service's server settings: its prefix and default ports from ``genai_core.services``."""
+        row = service(name)
+        return cls.from_env(row.env_prefix, environ, port=row.port, metrics_port=row.metrics_port)
+
+
+@dataclasses.dataclass(frozen=True)
+class DownstreamSettings:
+    """Where the services a service calls are, and how long a call may take by default."""
+
+    targets: Mapping[str, str]  # service name -> host:port; a missing name is not deployed
+    timeout: float = 30.0  # seconds; the default deadline of each call
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0:
+            raise ValueError("the downstream timeout must be positive")
+
+    @classmethod
+    def from_env(
+        cls, prefix: str, names: tuple[str, ...], environ: Mapping[str, str], timeout: float = 30.0
+    ) -> DownstreamSettings:
+        """``{prefix}<NAME>_TARGET`` per service (default: the table's port on localhost) and
+        ``{prefix}DOWNSTREAM_TIMEOUT``."""
+        raw = environ.get(f"{prefix}DOWNSTREAM_TIMEOUT")
+        try:
+            seconds = float(raw) if raw else timeout
+            return cls(load_targets(prefix, names, environ), seconds)
+        except ValueError as exc:
+            raise SettingsError(f"invalid settings: {prefix}DOWNSTREAM_TIMEOUT={raw!r}: {exc}") from exc

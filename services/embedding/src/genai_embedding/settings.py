@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
-PREFIX = "GENAI_EMBEDDING_"
+PREFIX = service("embedding").env_prefix
 
 
 class EngineName(enum.Enum):
@@ -60,6 +61,6 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            server=ServerSettings.from_env(PREFIX, environ, port=50053, metrics_port=9103),
+            server=ServerSettings.for_service("embedding", environ),
             embedding=load(EmbeddingSettings, PREFIX, environ),
         )

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
-PREFIX = "GENAI_INFERENCE_"
+PREFIX = service("inference").env_prefix
 
 
 class EngineName(enum.Enum):
@@ -64,6 +65,6 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            server=ServerSettings.from_env(PREFIX, environ, port=50052, metrics_port=9102),
+            server=ServerSettings.for_service("inference", environ),
             inference=load(InferenceSettings, PREFIX, environ),
         )

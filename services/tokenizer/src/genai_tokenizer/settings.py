@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
-PREFIX = "GENAI_TOKENIZER_"
+PREFIX = service("tokenizer").env_prefix
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,6 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            server=ServerSettings.from_env(PREFIX, environ, port=50051, metrics_port=9101),
+            server=ServerSettings.for_service("tokenizer", environ),
             tokenizer=load(TokenizerSettings, PREFIX, environ),
         )
