@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,8 +67,12 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-fund --no-audit --loglevel=error
 	touch $@
 
-run: setup ## Start every implemented service and the gateway (Ctrl-C stops all).
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+# The Procfile is generated from the services table (genai_core.services), so a new service is one row there.
+procfile: setup
+	mkdir -p var && $(PY) -m genai_core.services procfile > var/Procfile
+
+run: setup procfile ## Start every service and the gateway (Ctrl-C stops all).
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -d $(CURDIR) -f var/Procfile
 
 test: setup $(NODE_STAMP) lint deploy-check ## Set up what is missing and run the whole suite.
 	$(PY) -m pytest $(PYTEST_ARGS)

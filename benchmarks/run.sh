@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 log=$(mktemp)
-honcho start -f Procfile >"$log" 2>&1 &
+mkdir -p var && python -m genai_core.services procfile > var/Procfile
+honcho start -d "$PWD" -f var/Procfile >"$log" 2>&1 &
 suite=$!
 trap 'kill -INT $suite 2>/dev/null; wait $suite 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do

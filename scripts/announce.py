@@ -38,7 +38,7 @@ def main() -> int:
         return 1
     took = time.monotonic() - started
     lines = [f"GenAI suite ready in {took:.1f}s", f"  gateway   {base}  (docs {base}/docs, metrics {base}/metrics)"]
-    lines += [f"  {name:<9} grpc://{target}" for name, target in settings.targets().items()]
+    lines += [f"  {name:<9} grpc://{target}" for name, target in settings.targets.items()]
     lines.append("Try: curl -s " + base + "/v1/tokenize -H 'content-type: application/json' -d '{\"input\": \"Hello\"}'")
     print("\n".join(lines), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -67,20 +67,20 @@ async def _serve(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 async def client(tokenizer_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in _serve(GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=f"127.0.0.1:{tokenizer_port}")):
+    async for http in _serve(GatewaySettings(targets={"tokenizer": f"127.0.0.1:{tokenizer_port}"})):
         yield http
 
 
 @pytest.fixture(scope="session")
 async def auth_client(tokenizer_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=f"127.0.0.1:{tokenizer_port}", api_keys=("k1", "k2"))
+    settings = GatewaySettings(targets={"tokenizer": f"127.0.0.1:{tokenizer_port}"}, api_keys=("k1", "k2"))
     async for http in _serve(settings):
         yield http
 
 
 @pytest.fixture(scope="session")
 async def small_client(tokenizer_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=f"127.0.0.1:{tokenizer_port}", max_body_bytes=256)
+    settings = GatewaySettings(targets={"tokenizer": f"127.0.0.1:{tokenizer_port}"}, max_body_bytes=256)
     async for http in _serve(settings):
         yield http
 
@@ -90,14 +90,14 @@ async def down_client() -> AsyncIterator[httpx.AsyncClient]:
     # Bound but never listening: connections are refused, and no other process can take the port meanwhile.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=f"127.0.0.1:{sock.getsockname()[1]}", request_timeout=5.0)
+        settings = GatewaySettings(targets={"tokenizer": f"127.0.0.1:{sock.getsockname()[1]}"}, request_timeout=5.0)
         async for http in _serve(settings):
             yield http
 
 
 @pytest.fixture(scope="session")
 async def absent_client() -> AsyncIterator[httpx.AsyncClient]:
-    async for http in _serve(GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target="")):
+    async for http in _serve(GatewaySettings(targets={})):
         yield http
 
 

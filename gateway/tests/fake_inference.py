@@ -438,6 +438,6 @@ def model() -> str:
 
 @pytest.fixture(scope="session")
 async def base_url(inference_target: str) -> AsyncIterator[str]:
-    settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target=inference_target, tokenizer_target="", request_timeout=TIMEOUT)
+    settings = GatewaySettings(targets={"inference": inference_target}, request_timeout=TIMEOUT)
     async with serve_gateway(settings) as url:
         yield url

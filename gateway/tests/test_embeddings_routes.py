@@ -46,7 +46,7 @@ async def embedding_target() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def base_url(embedding_target: str) -> AsyncIterator[str]:
-    settings = GatewaySettings(retrieval_target="", tokenizer_target="", inference_target="", embedding_target=embedding_target)
+    settings = GatewaySettings(targets={"embedding": embedding_target})
     async with serve_gateway(settings) as url:
         yield url
 
@@ -150,7 +150,7 @@ async def test_rerank_route(http):
 
 
 async def test_embedding_backend_not_configured_is_503():
-    async with serve_gateway(GatewaySettings(retrieval_target="", tokenizer_target="", inference_target="", embedding_target="")) as url:
+    async with serve_gateway(GatewaySettings(targets={})) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.post("/v1/embeddings", json={"input": "x"})
     assert response.status_code == 503 and response.json()["error"]["code"] == "backend_not_configured"

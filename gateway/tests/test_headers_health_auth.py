@@ -106,7 +106,7 @@ async def test_health_routes_are_not_traced(client):
 
 
 async def test_unhandled_error_is_500_envelope_without_details(assert_envelope):
-    app = build_app(GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=""), tracer_provider=TracerProvider())
+    app = build_app(GatewaySettings(targets={}), tracer_provider=TracerProvider())
 
     async def boom():
         raise RuntimeError("db password is hunter2")
@@ -122,7 +122,7 @@ async def test_unhandled_error_is_500_envelope_without_details(assert_envelope):
 
 
 async def test_unhandled_error_response_has_request_id():
-    app = build_app(GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=""), tracer_provider=TracerProvider())
+    app = build_app(GatewaySettings(targets={}), tracer_provider=TracerProvider())
 
     async def boom():
         raise RuntimeError("boom")
@@ -291,7 +291,7 @@ async def test_openapi_lists_tokenizer_paths(client):
 async def test_backend_still_loading_is_503_unavailable(tmp_path, assert_envelope):
     unloaded = TokenizerRegistry(TokenizerSettings(data_dir=tmp_path, cache_dir=tmp_path / "cache"))
     async with running_server([service_spec(unloaded)]) as (server, _):
-        app = build_app(GatewaySettings(retrieval_target="", embedding_target="", inference_target="", tokenizer_target=f"127.0.0.1:{server.port}"), TracerProvider())
+        app = build_app(GatewaySettings(targets={"tokenizer": f"127.0.0.1:{server.port}"}), TracerProvider())
         transport = httpx.ASGITransport(app=app)
         async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
             r = await c.post("/v1/tokenize", json={"input": "hi"})

@@ -618,7 +618,7 @@ async def test_fake_models_exact(base_url: str, fake) -> None:
 
 
 async def test_fake_api_keys(inference_target: str, fake) -> None:
-    settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target=inference_target, tokenizer_target="", api_keys=("k1",))
+    settings = GatewaySettings(targets={"inference": inference_target}, api_keys=("k1",))
     async with serve_gateway(settings) as url:
         client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):

@@ -62,8 +62,7 @@ async def retrieval_target(tokenizer_port, inference_target, tmp_path_factory) -
 
 @pytest.fixture(scope="module")
 async def http(retrieval_target) -> AsyncIterator[httpx.AsyncClient]:
-    settings = GatewaySettings(tokenizer_target="", inference_target="", embedding_target="",
-                               retrieval_target=retrieval_target)
+    settings = GatewaySettings(targets={"retrieval": retrieval_target})
     async with serve_gateway(settings) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
         yield client
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from genai_core.services import SERVICES
 from genai_core.settings import SettingsError
-from genai_gateway.settings import DEFAULT_TARGETS, GatewaySettings
+from genai_gateway.settings import GatewaySettings
 
 
 def test_defaults_from_empty_environment():
@@ -40,11 +41,9 @@ def test_shared_variables_are_read():
     assert settings.log_level == "DEBUG"
 
 
-def test_targets_default_to_the_implemented_services():
-    assert GatewaySettings().targets() == {
-        "tokenizer": "127.0.0.1:50051", "inference": "127.0.0.1:50052", "embedding": "127.0.0.1:50053",
-        "retrieval": "127.0.0.1:50054",
-    }
+def test_targets_default_to_every_service_of_the_table():
+    assert GatewaySettings().targets == {name: row.default_target for name, row in SERVICES.items()}
+    assert GatewaySettings().targets["retrieval"] == "127.0.0.1:50054"
 
 
 def test_targets_omit_empty_ones():
@@ -55,17 +54,14 @@ def test_targets_omit_empty_ones():
             "GENAI_GATEWAY_EMBEDDING_TARGET": "emb:50053",
         }
     )
-    assert settings.targets() == {"embedding": "emb:50053", "retrieval": "127.0.0.1:50054"}
-    assert GatewaySettings(
-        tokenizer_target="", inference_target="", embedding_target="", retrieval_target=""
-    ).targets() == {}
+    expected = {name: row.default_target for name, row in SERVICES.items() if name not in ("tokenizer", "inference")}
+    assert settings.targets == {**expected, "embedding": "emb:50053"}
+    assert GatewaySettings(targets={}).targets == {}
 
 
-def test_every_backend_has_a_target_field():
-    fields = {f.name for f in dataclasses.fields(GatewaySettings)}
-    assert {f"{name}_target" for name in DEFAULT_TARGETS} <= fields
-    everything = GatewaySettings(**{f"{name}_target": f"{name}:1" for name in DEFAULT_TARGETS})
-    assert everything.targets() == {name: f"{name}:1" for name in DEFAULT_TARGETS}
+def test_unknown_backends_are_rejected():
+    with pytest.raises(ValueError, match="unknown backends"):
+        GatewaySettings(targets={"mystery": "x:1"})
 
 
 @pytest.mark.parametrize(

@@ -277,7 +277,7 @@ async def test_fake_disconnect_cancels_stream(base_url: str, fake) -> None:
 
 
 async def test_fake_api_keys_in_tgi_shape(inference_target: str, fake) -> None:
-    settings = GatewaySettings(retrieval_target="", embedding_target="", inference_target=inference_target, tokenizer_target="", api_keys=("k1",))
+    settings = GatewaySettings(targets={"inference": inference_target}, api_keys=("k1",))
     async with serve_gateway(settings) as url:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             r = await http.post(f"{url}/generate", json={"inputs": "x"})

@@ -15,19 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from genai_core import services
 
 from tests.e2e.otlp_sink import OtlpSink
 from tests.support.processes import REPO_ROOT, free_port, log_tail, stop, wait_grpc_serving, wait_http_ok
 
-PROCFILE = REPO_ROOT / "Procfile"
 RESTARTABLE = "retrieval"
 
 
 def _honcho(names: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`honcho start` of some Procfile entries, as `make run` starts all of them."""
+    procfile = log.parent / "Procfile"
+    procfile.write_text(services.procfile())  # the same Procfile `make run` generates
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(PROCFILE), *names],
+            [str(Path(sys.executable).parent / "honcho"), "start", "-d", str(REPO_ROOT), "-f", str(procfile), *names],
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -96,8 +98,7 @@ def suite(tmp_path_factory) -> Suite:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s so the trace test waits little
     }
-    names = [line.split(":", 1)[0].strip() for line in PROCFILE.read_text().splitlines()
-             if ":" in line and not line.startswith("#")]
+    names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
     log, retrieval_log = work / "honcho.log", work / "retrieval.log"
     proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
     retrieval = _honcho([RESTARTABLE], env, retrieval_log)

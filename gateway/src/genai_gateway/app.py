@@ -27,7 +27,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     async def lifespan(app: FastAPI):
         # gRPC aio channels bind to the running loop, so they are made here, not before uvicorn starts.
         app.state.backends = Backends(
-            settings.targets(), timeout=settings.request_timeout, tracer_provider=tracer_provider
+            settings.targets, timeout=settings.request_timeout, tracer_provider=tracer_provider
         )
         yield
         await app.state.backends.close()

@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from genai_core.services import GATEWAY_PORT, SERVICES, load_targets
 from genai_core.settings import load
 
 PREFIX = "GENAI_GATEWAY_"
 
-# Backend name -> default gRPC target. An empty target means "not deployed": its routes answer 503.
-DEFAULT_TARGETS = {
-    "tokenizer": "127.0.0.1:50051",
-    "inference": "127.0.0.1:50052",
-    "embedding": "127.0.0.1:50053",
-    "retrieval": "127.0.0.1:50054",
-    "agent": "",
-    "evaluation": "",
-    "finetune": "",
-}
+
+def default_targets() -> dict[str, str]:
+    """Every service of the table on its default local port."""
+    return load_targets(PREFIX, SERVICES, {})
 
 
 @dataclass(frozen=True)
 class GatewaySettings:
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = GATEWAY_PORT
     api_keys: tuple[str, ...] = ()  # empty: open, for local use
     request_timeout: float = 30.0  # seconds; the deadline of each gRPC call
     train_timeout: float = 900.0  # seconds; tokenizer training may read large corpora
     max_body_bytes: int = 16 * 1024 * 1024
-    tokenizer_target: str = DEFAULT_TARGETS["tokenizer"]
-    inference_target: str = DEFAULT_TARGETS["inference"]
-    embedding_target: str = DEFAULT_TARGETS["embedding"]
-    retrieval_target: str = DEFAULT_TARGETS["retrieval"]
-    agent_target: str = ""
-    evaluation_target: str = ""
-    finetune_target: str = ""
+    # Backend name -> host:port, from GENAI_GATEWAY_<NAME>_TARGET (an empty value: not deployed, its routes
+    # answer 503); the names and default ports are genai_core.services.SERVICES.
+    targets: Mapping[str, str] = field(default_factory=default_targets)
     log_level: str = "INFO"
     otlp_endpoint: str = ""
 
@@ -44,10 +35,9 @@ class GatewaySettings:
             raise ValueError("port must be between 0 and 65535")
         if self.request_timeout <= 0 or self.train_timeout <= 0:
             raise ValueError("timeouts must be positive")
-
-    def targets(self) -> dict[str, str]:
-        """Configured backends only: name -> host:port."""
-        return {name: getattr(self, f"{name}_target") for name in DEFAULT_TARGETS if getattr(self, f"{name}_target")}
+        unknown = sorted(set(self.targets) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"unknown backends {unknown}; known: {', '.join(SERVICES)}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -55,6 +45,7 @@ class GatewaySettings:
             cls,
             PREFIX,
             environ,
+            targets=load_targets(PREFIX, SERVICES, environ),
             otlp_endpoint=environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             log_level=environ.get("GENAI_LOG_LEVEL", "INFO"),
         )

@@ -9,17 +9,12 @@ from fastapi import APIRouter, Request
 from genai.embedding.v1 import embedding_service_pb2 as pb
 
 from genai_gateway.errors import call
+from genai_gateway.routes import calls
 from genai_gateway.routes import embeddings_protocol as api
 
 router = APIRouter(tags=["embeddings"])
 
 
-def _stub(request: Request):
-    return request.app.state.backends.embedding
-
-
-def _rid(request: Request) -> str:
-    return request.scope["state"]["request_id"]
 
 
 def _renames(value: object) -> dict[str, str]:
@@ -47,11 +42,11 @@ def _usage(usage) -> api.EmbeddingUsage:
 
 @router.post("/v1/embeddings", response_model=api.EmbeddingResponse, summary="Create embeddings (OpenAI)")
 async def create_embeddings(body: api.EmbeddingRequest, request: Request) -> api.EmbeddingResponse:
-    message = pb.EmbedRequest(request_id=_rid(request), model=body.model)
+    message = pb.EmbedRequest(request_id=calls.request_id(request), model=body.model)
     _inputs(body.input, message)
     if body.dimensions is not None:
         message.options.dimensions = body.dimensions
-    reply = await call(_stub(request).Embed(message), _renames(body.input))
+    reply = await call(calls.stub(request, "embedding").Embed(message), _renames(body.input))
 
     def encode(values) -> list[float] | str:
         if body.encoding_format == "base64":
@@ -68,11 +63,11 @@ async def create_embeddings(body: api.EmbeddingRequest, request: Request) -> api
 @router.post("/v1/embeddings/sparse", response_model=api.SparseResponse, summary="Sparse (BM25-style) vectors")
 async def create_sparse(body: api.SparseRequest, request: Request) -> api.SparseResponse:
     message = pb.EmbedRequest(
-        request_id=_rid(request), model=body.model,
+        request_id=calls.request_id(request), model=body.model,
         options=pb.EmbedOptions(kind=pb.EMBEDDING_KIND_SPARSE, sparse_model=body.sparse_model),
     )
     _inputs(body.input, message)
-    reply = await call(_stub(request).Embed(message), _renames(body.input))
+    reply = await call(calls.stub(request, "embedding").Embed(message), _renames(body.input))
     return api.SparseResponse(
         data=[
             api.SparseData(index=e.index, indices=list(e.sparse.indices), values=list(e.sparse.values))
@@ -87,12 +82,12 @@ async def create_sparse(body: api.SparseRequest, request: Request) -> api.Sparse
              summary="Rerank documents against a query (Cohere/Jina/TEI shape)")
 async def rerank(body: api.RerankRequest, request: Request) -> api.RerankResponse:
     message = pb.RerankRequest(
-        request_id=_rid(request), model=body.model, query=body.query, passages=body.documents,
+        request_id=calls.request_id(request), model=body.model, query=body.query, passages=body.documents,
         return_text=body.return_documents,
     )
     if body.top_n is not None:
         message.top_n = max(body.top_n, 0)
-    reply = await call(_stub(request).Rerank(message), {r"^passages": "documents"})
+    reply = await call(calls.stub(request, "embedding").Rerank(message), {r"^passages": "documents"})
     return api.RerankResponse(
         id=reply.request_id,
         model=reply.model,

@@ -29,8 +29,8 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.routes import calls, sse
 from genai_gateway.routes import openai_protocol as api
-from genai_gateway.routes import sse
 
 router = APIRouter(tags=["openai"])
 
@@ -68,17 +68,11 @@ def _bad(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
-def _rid(request: Request) -> str:
-    return request.scope["state"]["request_id"]
-
-
-def _stub(request: Request):
-    return request.app.state.backends.inference
 
 
 def _canceller(request: Request, request_ids: Sequence[str]):
     """Sends Cancel for each request id: what frees the service's slots when a client leaves a unary call."""
-    stub = _stub(request)
+    stub = calls.stub(request, "inference")
 
     async def cancel() -> None:
         await asyncio.gather(
@@ -367,16 +361,16 @@ async def _chat_chunks(
     summary="Chat completion (OpenAI-compatible; SSE when stream is true)",
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
-    rid, created = _rid(request), int(time.time())
+    rid, created = calls.request_id(request), int(time.time())
     message, renames = _chat_request(body, rid)
-    stub = _stub(request)
+    stub = calls.stub(request, "inference")
     if body.stream:
         streaming = pb.ChatStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
         streams = await sse.open_streams([lambda: stub.ChatStream(streaming)], [renames])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _chat_chunks(streams[0], rid=rid, created=created, model=body.model, include_usage=include_usage)
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    reply = await sse.unary(request, stub.Chat(message), renames, _canceller(request, [rid]))
+    reply = await calls.unary(request, stub.Chat(message), renames, _canceller(request, [rid]))
     return api.ChatCompletion(
         id=f"chatcmpl-{rid}",
         object="chat.completion",
@@ -515,9 +509,9 @@ async def _completion_chunks(
     summary="Text completion (OpenAI legacy; echo + logprobs for loglikelihood evaluation)",
 )
 async def completions(body: api.CompletionRequest, request: Request):
-    rid, created = _rid(request), int(time.time())
+    rid, created = calls.request_id(request), int(time.time())
     messages, renames = _generate_requests(body, rid)
-    stub = _stub(request)
+    stub = calls.stub(request, "inference")
     if body.stream:
         streaming = [pb.GenerateStreamRequest.FromString(m.SerializeToString()) for m in messages]
         streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m) for m in streaming], renames)
@@ -532,7 +526,7 @@ async def completions(body: api.CompletionRequest, request: Request):
             include_usage=include_usage,
         )
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    replies = await sse.unary_all(
+    replies = await calls.unary_all(
         request, [stub.Generate(m) for m in messages], renames, _canceller(request, [m.request_id for m in messages])
     )
     choices, usage = (
@@ -586,9 +580,9 @@ def _card(m: pb.Model) -> api.ModelCard:
     "/v1/models", response_model=api.ModelList, response_model_exclude_unset=True, summary="List models and adapters"
 )
 async def list_models(request: Request) -> api.ModelList:
-    stub, data, token = _stub(request), [], ""
+    stub, data, token = calls.stub(request, "inference"), [], ""
     while True:
-        reply = await call(stub.ListModels(pb.ListModelsRequest(request_id=_rid(request), page_token=token)))
+        reply = await call(stub.ListModels(pb.ListModelsRequest(request_id=calls.request_id(request), page_token=token)))
         data.extend(_card(m) for m in reply.models)
         token = reply.next_page_token
         if not token:
@@ -599,5 +593,5 @@ async def list_models(request: Request) -> api.ModelList:
     "/v1/models/{model:path}", response_model=api.ModelCard, response_model_exclude_unset=True, summary="Get one model"
 )
 async def get_model(model: str, request: Request) -> api.ModelCard:
-    reply = await call(_stub(request).GetModel(pb.GetModelRequest(request_id=_rid(request), model=model)))
+    reply = await call(calls.stub(request, "inference").GetModel(pb.GetModelRequest(request_id=calls.request_id(request), model=model)))
     return _card(reply.model)

@@ -16,8 +16,8 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import json_format, struct_pb2
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.routes import calls, sse
 from genai_gateway.routes import retrieval_protocol as api
-from genai_gateway.routes import sse
 from genai_gateway.routes._fields import set_present
 
 router = APIRouter(tags=["retrieval"])
@@ -33,12 +33,6 @@ EXTENSIONS = {".md": "text/markdown", ".markdown": "text/markdown", ".html": "te
 RENAMES = {r"^documents\[(\d+)\]\.(text|data|mime_type)": r"documents[\1]", r"^options\.": "", r"^search\.": ""}
 
 
-def _stub(request: Request):
-    return request.app.state.backends.retrieval
-
-
-def _rid(request: Request) -> str:
-    return request.scope["state"]["request_id"]
 
 
 _UINT64 = {"document_count", "chunk_count", "size_bytes", "deleted_document_count", "deleted_chunk_count"}
@@ -126,33 +120,33 @@ def _chunking(size: int | None, overlap: int | None) -> pb.ChunkingOptions:
 @router.post("/v1/collections", status_code=201, summary="Create a collection")
 async def create_collection(body: api.CollectionCreate, request: Request, x_tenant: Tenant = "default"):
     message = pb.CreateCollectionRequest(
-        request_id=_rid(request), tenant=x_tenant, name=body.name, description=body.description,
+        request_id=calls.request_id(request), tenant=x_tenant, name=body.name, description=body.description,
         embedding_model=body.embedding_model, sparse_enabled=body.sparse, labels=body.labels,
         vector_config=pb.VectorConfig(dimensions=body.dimensions or 0, distance=DISTANCES[body.distance]),
         default_chunking=_chunking(body.chunk_size_tokens, body.chunk_overlap_tokens),
     )
-    reply = await call(_stub(request).CreateCollection(message), {r"^vector_config\.": "", r"^default_chunking\.": ""})
+    reply = await call(calls.stub(request, "retrieval").CreateCollection(message), {r"^vector_config\.": "", r"^default_chunking\.": ""})
     return _json(reply.collection)
 
 
 @router.get("/v1/collections", summary="List the tenant's collections")
 async def list_collections(request: Request, x_tenant: Tenant = "default", page_size: int = 100, page_token: str = ""):
-    reply = await call(_stub(request).ListCollections(pb.ListCollectionsRequest(
-        request_id=_rid(request), tenant=x_tenant, page_size=page_size, page_token=page_token)))
+    reply = await call(calls.stub(request, "retrieval").ListCollections(pb.ListCollectionsRequest(
+        request_id=calls.request_id(request), tenant=x_tenant, page_size=page_size, page_token=page_token)))
     return {"object": "list", "data": [_json(c) for c in reply.collections], "next_page_token": reply.next_page_token}
 
 
 @router.get("/v1/collections/{collection}", summary="Get a collection with its counts")
 async def get_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
-    reply = await call(_stub(request).GetCollection(pb.GetCollectionRequest(
-        request_id=_rid(request), tenant=x_tenant, collection=collection)))
+    reply = await call(calls.stub(request, "retrieval").GetCollection(pb.GetCollectionRequest(
+        request_id=calls.request_id(request), tenant=x_tenant, collection=collection)))
     return _json(reply.collection)
 
 
 @router.delete("/v1/collections/{collection}", summary="Delete a collection and its documents")
 async def delete_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
-    reply = await call(_stub(request).DeleteCollection(pb.DeleteCollectionRequest(
-        request_id=_rid(request), tenant=x_tenant, collection=collection)))
+    reply = await call(calls.stub(request, "retrieval").DeleteCollection(pb.DeleteCollectionRequest(
+        request_id=calls.request_id(request), tenant=x_tenant, collection=collection)))
     return {"deleted": True, "deleted_document_count": reply.deleted_document_count}
 
 
@@ -161,9 +155,9 @@ async def delete_collection(collection: str, request: Request, x_tenant: Tenant 
 
 async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.DocumentInput],
                   chunking: pb.ChunkingOptions) -> dict[str, Any]:
-    message = pb.IngestDocumentsRequest(request_id=_rid(request), tenant=tenant, collection=collection,
+    message = pb.IngestDocumentsRequest(request_id=calls.request_id(request), tenant=tenant, collection=collection,
                                         documents=docs, chunking=chunking)
-    reply = await call(_stub(request).IngestDocuments(message), RENAMES)
+    reply = await call(calls.stub(request, "retrieval").IngestDocuments(message), RENAMES)
     return _json(reply)
 
 
@@ -242,30 +236,30 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
 @router.get("/v1/collections/{collection}/documents", summary="List documents")
 async def list_documents(collection: str, request: Request, x_tenant: Tenant = "default", page_size: int = 100,
                          page_token: str = ""):
-    reply = await call(_stub(request).ListDocuments(pb.ListDocumentsRequest(
-        request_id=_rid(request), tenant=x_tenant, collection=collection, page_size=page_size, page_token=page_token)))
+    reply = await call(calls.stub(request, "retrieval").ListDocuments(pb.ListDocumentsRequest(
+        request_id=calls.request_id(request), tenant=x_tenant, collection=collection, page_size=page_size, page_token=page_token)))
     return {"object": "list", "data": [_json(d) for d in reply.documents], "next_page_token": reply.next_page_token}
 
 
 @router.get("/v1/collections/{collection}/documents/{document_id}", summary="Get a document and its chunks")
 async def get_document(collection: str, document_id: str, request: Request, x_tenant: Tenant = "default",
                        include_chunks: bool = False):
-    reply = await call(_stub(request).GetDocument(pb.GetDocumentRequest(
-        request_id=_rid(request), tenant=x_tenant, collection=collection, document_id=document_id,
+    reply = await call(calls.stub(request, "retrieval").GetDocument(pb.GetDocumentRequest(
+        request_id=calls.request_id(request), tenant=x_tenant, collection=collection, document_id=document_id,
         include_chunks=include_chunks)))
     return _json(reply.document)
 
 
 @router.post("/v1/collections/{collection}/documents/delete", summary="Delete documents by ids or by filter")
 async def delete_documents(collection: str, body: api.DocumentsDelete, request: Request, x_tenant: Tenant = "default"):
-    message = pb.DeleteDocumentsRequest(request_id=_rid(request), tenant=x_tenant, collection=collection)
+    message = pb.DeleteDocumentsRequest(request_id=calls.request_id(request), tenant=x_tenant, collection=collection)
     if body.ids:
         message.document_ids.document_ids.extend(body.ids)
     elif body.filter:
         message.filter.CopyFrom(_filter(body.filter))
     else:
         raise _bad("ids", "set ids or filter")
-    reply = await call(_stub(request).DeleteDocuments(message))
+    reply = await call(calls.stub(request, "retrieval").DeleteDocuments(message))
     return {"deleted_document_count": reply.deleted_document_count, "deleted_chunk_count": reply.deleted_chunk_count}
 
 
@@ -274,9 +268,9 @@ async def delete_documents(collection: str, body: api.DocumentsDelete, request: 
 
 @router.post("/v1/collections/{collection}/search", summary="Dense, sparse or hybrid search with filters and rerank")
 async def search(collection: str, body: api.SearchIn, request: Request, x_tenant: Tenant = "default"):
-    message = pb.SearchRequest(request_id=_rid(request), tenant=x_tenant, collection=collection, query=body.query,
+    message = pb.SearchRequest(request_id=calls.request_id(request), tenant=x_tenant, collection=collection, query=body.query,
                                options=_options(body))
-    reply = await call(_stub(request).Search(message), RENAMES)
+    reply = await call(calls.stub(request, "retrieval").Search(message), RENAMES)
     return {"object": "list", "data": [_json(r) for r in reply.results], "usage": _json(reply.usage)}
 
 
@@ -305,12 +299,12 @@ async def _answer_frames(stream: sse.GrpcStream):
 
 @router.post("/v1/rag/answer", summary="Answer a question from a collection, with citations (SSE when stream is true)")
 async def rag_answer(body: api.AnswerIn, request: Request, x_tenant: Tenant = "default"):
-    message = _answer_request(body, _rid(request), x_tenant)
-    stub = _stub(request)
+    message = _answer_request(body, calls.request_id(request), x_tenant)
+    stub = calls.stub(request, "retrieval")
     renames = {**RENAMES, r"^generation\.max_new_tokens": "max_tokens", r"^generation\.": ""}
     if body.stream:
         streaming = pb.AnswerStreamRequest.FromString(message.SerializeToString())
         streams = await sse.open_streams([lambda: stub.AnswerStream(streaming)], [renames])
         return sse.EventStream(sse.events(_answer_frames(streams[0]), streams, _error_frame, sse.DONE))
-    reply = await sse.unary(request, stub.Answer(message), renames)
+    reply = await calls.unary(request, stub.Answer(message), renames)
     return _json(reply)

@@ -7,7 +7,7 @@ The rules every streaming route follows:
 * once the first byte is sent the status is 200 for good: a later failure (a gRPC error, or the
   stream's final ``genai.type.v1.ErrorDetail``) becomes one error event, never a broken connection;
 * when the HTTP client goes away the gRPC call is cancelled at once, so the inference service frees
-  the slot instead of generating for nobody (the same for unary calls, through ``unary``).
+  the slot instead of generating for nobody (the same for unary calls, through ``calls.unary``).
 """
 
 from __future__ import annotations
@@ -16,19 +16,16 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
-from fastapi import Request
 from genai.type.v1 import error_pb2
 from starlette.responses import StreamingResponse
 
 from genai_gateway.errors import HTTP_FOR_GRPC, SERVER_ERROR, GatewayError, call
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
@@ -162,53 +159,3 @@ class EventStream(StreamingResponse):
                 pass
             finally:
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
-
-
-async def unary(
-    request: Request,
-    grpc_call: Awaitable[T],
-    renames: Mapping[str, str] | None = None,
-    on_abandon: Callable[[], Awaitable[Any]] | None = None,
-) -> T:
-    """Await a unary gRPC call like ``errors.call``, but cancel it if the HTTP client goes away first."""
-    return (await unary_all(request, [grpc_call], [renames], on_abandon))[0]
-
-
-async def unary_all(
-    request: Request,
-    grpc_calls: Sequence[Awaitable[T]],
-    renames: Sequence[Mapping[str, str] | None],
-    on_abandon: Callable[[], Awaitable[Any]] | None = None,
-) -> list[T]:
-    """Await several unary gRPC calls together; cancel them all if the HTTP client goes away first.
-
-    ``on_abandon`` runs then too (the routes send the Cancel RPC): cancelling a unary call object
-    does not reach the server through the channel's OpenTelemetry interceptor, which awaits the
-    call's status inside its own task; cancelling a stream does.
-    """
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    work = asyncio.ensure_future(asyncio.gather(*(call(c, r) for c, r in zip(grpc_calls, renames, strict=True))))
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        abandoned = not work.done()
-        if abandoned or work.exception() is not None:
-            for c in grpc_calls:
-                c.cancel()  # type: ignore[attr-defined]  # a no-op once a call has ended
-        if abandoned:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            if on_abandon is not None:
-                try:
-                    await on_abandon()
-                except Exception as exc:  # noqa: BLE001 - best effort: the client is gone either way
-                    logger.warning("cancelling abandoned generation failed: %s", exc)
-    if abandoned:
-        raise GatewayError(499, "the client closed the request", "cancelled_error", "cancelled")
-    return work.result()

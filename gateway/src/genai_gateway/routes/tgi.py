@@ -30,7 +30,7 @@ from genai.inference.v1 import inference_service_pb2 as pb
 from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError
-from genai_gateway.routes import sse
+from genai_gateway.routes import calls, sse
 from genai_gateway.routes import tgi_protocol as api
 from genai_gateway.routes._fields import set_present
 
@@ -89,9 +89,6 @@ class TgiRoute(APIRoute):
 
 router = APIRouter(tags=["tgi"], route_class=TgiRoute)
 
-
-def _rid(request: Request) -> str:
-    return request.scope["state"]["request_id"]
 
 
 def _finish(reason: int) -> str:
@@ -167,15 +164,15 @@ def _token(t: pb.TokenLogprob, text: str | None = None) -> dict[str, Any]:
 
 
 async def _generate(body: api.GenerateRequest, request: Request) -> api.GenerateResponse:
-    message, seed = _request(body, _rid(request), stream=False)
-    stub = request.app.state.backends.inference
+    message, seed = _request(body, calls.request_id(request), stream=False)
+    stub = calls.stub(request, "inference")
 
     async def cancel() -> None:  # what frees the service's slot: a unary call's cancel() does not reach it
         await stub.Cancel(
             pb.CancelRequest(request_id=f"{message.request_id}-cancel", target_request_id=message.request_id), timeout=5
         )
 
-    reply = await sse.unary(request, stub.Generate(message), _RENAMES, cancel)
+    reply = await calls.unary(request, stub.Generate(message), _RENAMES, cancel)
     c = reply.completions[0]
     finish = _finish(c.finish_reason)  # a failed generation is an error even when no details were asked for
     text = (body.inputs if body.parameters.return_full_text else "") + c.text
@@ -254,9 +251,9 @@ def _tgi_error_frame(exc: GatewayError) -> bytes:
 
 
 async def _generate_stream(body: api.GenerateRequest, request: Request) -> sse.EventStream:
-    message, seed = _request(body, _rid(request), stream=True)
+    message, seed = _request(body, calls.request_id(request), stream=True)
     streaming = pb.GenerateStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
-    stub = request.app.state.backends.inference
+    stub = calls.stub(request, "inference")
     streams = await sse.open_streams([lambda: stub.GenerateStream(streaming)], [_RENAMES])
     # TGI ends /generate_stream without a [DONE] event (only its chat route sends one).
     return sse.EventStream(sse.events(_events(streams[0], body, seed), streams, _tgi_error_frame))

@@ -10,6 +10,7 @@ from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
 from google.protobuf import json_format, struct_pb2
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.routes import calls
 from genai_gateway.routes import tokenizer_protocol as api
 
 router = APIRouter(tags=["tokenizer"])
@@ -80,20 +81,14 @@ def _message(i: int, m: api.ChatMessage) -> pb.ChatMessage:
     return out
 
 
-def _backends(request: Request):
-    return request.app.state.backends
-
-
-def _rid(request: Request) -> str:
-    return request.scope["state"]["request_id"]
 
 
 @router.post("/v1/tokenize", response_model=api.TokenizeResponse, summary="Tokenize one or more texts")
 async def tokenize(body: api.TokenizeRequest, request: Request) -> api.TokenizeResponse:
     reply = await call(
-        _backends(request).tokenizer.Tokenize(
+        calls.stub(request, "tokenizer").Tokenize(
             pb.TokenizeRequest(
-                request_id=_rid(request),
+                request_id=calls.request_id(request),
                 tokenizer=body.tokenizer,
                 texts=_texts(body.input),
                 add_special_tokens=body.add_special_tokens,
@@ -127,9 +122,9 @@ async def detokenize(body: api.DetokenizeRequest, request: Request) -> api.Detok
     if any(i < 0 for seq in sequences for i in seq):
         raise GatewayError(400, "ids: token ids must not be negative", "invalid_request_error", "invalid_argument", "ids")
     reply = await call(
-        _backends(request).tokenizer.Detokenize(
+        calls.stub(request, "tokenizer").Detokenize(
             pb.DetokenizeRequest(
-                request_id=_rid(request),
+                request_id=calls.request_id(request),
                 tokenizer=body.tokenizer,
                 sequences=[pb.TokenIds(ids=s) for s in sequences],
                 skip_special_tokens=body.skip_special_tokens,
@@ -149,9 +144,9 @@ async def detokenize(body: api.DetokenizeRequest, request: Request) -> api.Detok
 @router.post("/v1/tokens/count", response_model=api.CountResponse, summary="Count the tokens of texts")
 async def count_tokens(body: api.CountRequest, request: Request) -> api.CountResponse:
     reply = await call(
-        _backends(request).tokenizer.CountTokens(
+        calls.stub(request, "tokenizer").CountTokens(
             pb.CountTokensRequest(
-                request_id=_rid(request),
+                request_id=calls.request_id(request),
                 tokenizer=body.tokenizer,
                 texts=_texts(body.input),
                 add_special_tokens=body.add_special_tokens,
@@ -167,7 +162,7 @@ async def count_tokens(body: api.CountRequest, request: Request) -> api.CountRes
 @router.post("/v1/chat/template", response_model=api.ChatTemplateResponse, summary="Render a chat template")
 async def chat_template(body: api.ChatTemplateRequest, request: Request) -> api.ChatTemplateResponse:
     message = pb.RenderChatTemplateRequest(
-        request_id=_rid(request),
+        request_id=calls.request_id(request),
         tokenizer=body.tokenizer,
         messages=[_message(i, m) for i, m in enumerate(body.messages)],
         add_generation_prompt=body.add_generation_prompt,
@@ -182,7 +177,7 @@ async def chat_template(body: api.ChatTemplateRequest, request: Request) -> api.
     )
     if body.chat_template is not None:
         message.chat_template = body.chat_template
-    reply = await call(_backends(request).tokenizer.RenderChatTemplate(message))
+    reply = await call(calls.stub(request, "tokenizer").RenderChatTemplate(message))
     return api.ChatTemplateResponse(
         tokenizer=reply.tokenizer, text=reply.text, ids=list(reply.ids), count=reply.token_count,
         request_id=reply.request_id,
@@ -192,7 +187,7 @@ async def chat_template(body: api.ChatTemplateRequest, request: Request) -> api.
 @router.post("/v1/context/pack", response_model=api.PackResponse, summary="Fit context chunks to a token budget")
 async def pack_context(body: api.PackRequest, request: Request) -> api.PackResponse:
     message = pb.PackContextRequest(
-        request_id=_rid(request),
+        request_id=calls.request_id(request),
         tokenizer=body.tokenizer,
         token_budget=body.token_budget,
         system_prompt=body.system_prompt,
@@ -203,7 +198,7 @@ async def pack_context(body: api.PackRequest, request: Request) -> api.PackRespo
     )
     if body.separator_tokens is not None:
         message.separator_tokens = body.separator_tokens
-    reply = await call(_backends(request).tokenizer.PackContext(message))
+    reply = await call(calls.stub(request, "tokenizer").PackContext(message))
     return api.PackResponse(
         **json_format.MessageToDict(
             reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -213,11 +208,11 @@ async def pack_context(body: api.PackRequest, request: Request) -> api.PackRespo
 
 @router.get("/v1/tokenizers", response_model=api.TokenizerList, summary="List tokenizers")
 async def list_tokenizers(request: Request) -> api.TokenizerList:
-    stub = _backends(request).tokenizer
+    stub = calls.stub(request, "tokenizer")
     data: list[api.TokenizerInfo] = []
     token, default = "", ""
     while True:
-        reply = await call(stub.ListTokenizers(pb.ListTokenizersRequest(request_id=_rid(request), page_token=token)))
+        reply = await call(stub.ListTokenizers(pb.ListTokenizersRequest(request_id=calls.request_id(request), page_token=token)))
         data.extend(_info(t) for t in reply.tokenizers)
         default, token = reply.default_tokenizer, reply.next_page_token
         if not token:
@@ -228,8 +223,8 @@ async def list_tokenizers(request: Request) -> api.TokenizerList:
 @router.get("/v1/tokenizers/{tokenizer_id}", response_model=api.TokenizerInfo, summary="Get one tokenizer")
 async def get_tokenizer(tokenizer_id: str, request: Request) -> api.TokenizerInfo:
     reply = await call(
-        _backends(request).tokenizer.GetTokenizer(
-            pb.GetTokenizerRequest(request_id=_rid(request), tokenizer=tokenizer_id)
+        calls.stub(request, "tokenizer").GetTokenizer(
+            pb.GetTokenizerRequest(request_id=calls.request_id(request), tokenizer=tokenizer_id)
         )
     )
     return _info(reply.tokenizer)
@@ -244,7 +239,7 @@ async def train_tokenizer(body: api.TrainRequest, request: Request) -> api.Train
             400, "send the corpus as either `texts` or `files`", "invalid_request_error", "invalid_argument", "texts"
         )
     message = pb.TrainTokenizerRequest(
-        request_id=_rid(request),
+        request_id=calls.request_id(request),
         tokenizer_id=body.id,
         kind=_KINDS[body.kind],
         vocab_size=body.vocab_size,
@@ -262,7 +257,7 @@ async def train_tokenizer(body: api.TrainRequest, request: Request) -> api.Train
         message.max_length = body.max_length
     settings = request.app.state.settings
     reply = await call(
-        _backends(request).tokenizer.TrainTokenizer(message, timeout=settings.train_timeout),
+        calls.stub(request, "tokenizer").TrainTokenizer(message, timeout=settings.train_timeout),
         {r"^tokenizer_id": "id", r"^inline\.texts": "texts", r"^files\.paths": "files", r"^(inline|corpus)": "texts"},
     )
     return api.TrainResponse(
