@@ -391,3 +391,15 @@ def test_close_runs_when_loading_fails():
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode != 0
     assert "the model is missing" in out and "closed" in out
+
+
+def test_postgres_server_answers_and_stops():
+    import subprocess
+
+    from genai_core.testing import postgres_server
+
+    with postgres_server() as dsn:
+        out = subprocess.run(["psql", dsn, "-tAc", "select 40 + 2"], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "42"
+    gone = subprocess.run(["psql", dsn, "-tAc", "select 1"], capture_output=True, text=True)
+    assert gone.returncode != 0

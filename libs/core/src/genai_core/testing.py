@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -39,3 +45,43 @@ async def running_server(
     finally:
         await channel.close()
         await server.stop(0.5)
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if found:
+        return found[-1].parent
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    raise RuntimeError("PostgreSQL is not installed (Debian package postgresql); .ci/run installs it")
+
+
+@contextmanager
+def postgres_server(port: int = 0) -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 for tests; yields its DSN and stops it after.
+
+    The cluster lives in a temporary directory (``initdb`` with trust auth); as root it runs as the
+    ``postgres`` user, because PostgreSQL refuses to run as root. About a second to start.
+    """
+    bin_dir = _pg_bin()
+    work = Path(tempfile.mkdtemp(prefix="genai-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(work, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    if not port:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+    data = work / "data"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "check": True}
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], **quiet)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(work / "log"), "-o",
+                    f"-p {port} -k {work} -c listen_addresses=127.0.0.1", "start"], **quiet)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=False)
+        shutil.rmtree(work, ignore_errors=True)
