@@ -38,15 +38,25 @@ def _honcho(names: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
 @dataclass
 class Suite:
     base_url: str
-    tokenizer_target: str
-    inference_target: str
-    retrieval_target: str
+    targets: dict[str, str]  # service name -> host:port
     sink: OtlpSink
     log: Path
     data_dir: Path
     retrieval_log: Path
     _env: dict[str, str] = field(repr=False)
     _retrieval: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def tokenizer_target(self) -> str:
+        return self.targets["tokenizer"]
+
+    @property
+    def inference_target(self) -> str:
+        return self.targets["inference"]
+
+    @property
+    def retrieval_target(self) -> str:
+        return self.targets["retrieval"]
 
     def restart_retrieval(self) -> float:
         """Stop the retrieval service gracefully (SIGTERM), start it again on the same data directory
@@ -66,47 +76,33 @@ def suite(tmp_path_factory) -> Suite:
     sink = OtlpSink()
     sink.start()
     work = tmp_path_factory.mktemp("suite")
-    gateway_port, tokenizer_port, inference_port, embedding_port = free_port(), free_port(), free_port(), free_port()
-    retrieval_port = free_port()
+    gateway_port = free_port()
+    ports = {name: free_port() for name in services.SERVICES}
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",
         "HF_HUB_OFFLINE": "1",
         "GENAI_GATEWAY_PORT": str(gateway_port),
-        "GENAI_GATEWAY_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
-        "GENAI_GATEWAY_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
-        "GENAI_GATEWAY_EMBEDDING_TARGET": f"127.0.0.1:{embedding_port}",
-        "GENAI_GATEWAY_RETRIEVAL_TARGET": f"127.0.0.1:{retrieval_port}",
-        "GENAI_EMBEDDING_PORT": str(embedding_port),
-        "GENAI_RETRIEVAL_PORT": str(retrieval_port),
-        "GENAI_RETRIEVAL_METRICS_PORT": str(free_port()),
-        "GENAI_RETRIEVAL_DATA_DIR": str(work / "retrieval"),
-        "GENAI_RETRIEVAL_EMBEDDING_TARGET": f"127.0.0.1:{embedding_port}",
-        "GENAI_RETRIEVAL_INFERENCE_TARGET": f"127.0.0.1:{inference_port}",
-        "GENAI_RETRIEVAL_TOKENIZER_TARGET": f"127.0.0.1:{tokenizer_port}",
-        "GENAI_EMBEDDING_METRICS_PORT": str(free_port()),
-        "GENAI_EMBEDDING_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
-        "GENAI_TOKENIZER_PORT": str(tokenizer_port),
-        "GENAI_INFERENCE_PORT": str(inference_port),
-        "GENAI_INFERENCE_METRICS_PORT": str(free_port()),
-        "GENAI_INFERENCE_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
-        "GENAI_INFERENCE_DATA_DIR": str(work / "inference"),
-        "GENAI_TOKENIZER_METRICS_PORT": str(free_port()),
-        "GENAI_TOKENIZER_DATA_DIR": str(work / "tokenizer"),
-        "GENAI_TOKENIZER_CACHE_DIR": str(REPO_ROOT / "var" / "cache"),
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans within 0.1 s so the trace test waits little
     }
+    # Every service of the table on free ports, with its own data dir and the shared model cache; every caller
+    # (the gateway and each service) finds every service there.
+    callers = ["GENAI_GATEWAY_", *(row.env_prefix for row in services.SERVICES.values())]
+    for name, row in services.SERVICES.items():
+        env[f"{row.env_prefix}PORT"] = str(ports[name])
+        env[f"{row.env_prefix}METRICS_PORT"] = str(free_port())
+        env[f"{row.env_prefix}DATA_DIR"] = str(work / name)
+        env[f"{row.env_prefix}CACHE_DIR"] = str(REPO_ROOT / "var" / "cache")
+        env.update({row.target_env(caller): f"127.0.0.1:{ports[name]}" for caller in callers})
     names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
     log, retrieval_log = work / "honcho.log", work / "retrieval.log"
     proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
     retrieval = _honcho([RESTARTABLE], env, retrieval_log)
     base = f"http://127.0.0.1:{gateway_port}"
-    suite = Suite(
-        base, f"127.0.0.1:{tokenizer_port}", f"127.0.0.1:{inference_port}", f"127.0.0.1:{retrieval_port}",
-        sink, log, work / "tokenizer", retrieval_log, env, retrieval,
-    )
+    suite = Suite(base, {name: f"127.0.0.1:{port}" for name, port in ports.items()}, sink, log, work / "tokenizer",
+                  retrieval_log, env, retrieval)
     try:
         wait_grpc_serving(suite.retrieval_target, 120, proc=retrieval, log_path=retrieval_log)
         wait_http_ok(f"{base}/readyz", 300, proc=proc, log_path=log)
