@@ -189,12 +189,12 @@ async def test_out_of_range_id_in_flat_list_param_matches_request_shape(client):
     assert r.json()["error"]["param"] == "ids[1]"
 
 
-@pytest.mark.parametrize("ids", [[-1], [[1, 2], [3, -4]]])
-async def test_negative_id_is_400(client, assert_envelope, ids):
+@pytest.mark.parametrize(("ids", "param"), [([-1], "ids[0]"), ([[1, 2], [3, -4]], "ids[1][1]")])
+async def test_negative_id_is_400_naming_it(client, assert_envelope, ids, param):
     r = await client.post("/v1/detokenize", json={"ids": ids})
     error = assert_envelope(r, 400, BAD, "invalid_argument")
-    assert error["param"] == "ids"
-    assert "negative" in error["message"]
+    assert error["param"] == param
+    assert error["message"] == f"{param}: Input should be greater than or equal to 0"
 
 
 @pytest.mark.parametrize("ids", [[], [[]]])

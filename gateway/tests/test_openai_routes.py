@@ -399,7 +399,7 @@ async def test_chat_bad_requests(base_url: str, model: str, body: dict, param: s
     ("body", "param"),
     [
         ({"prompt": []}, "prompt"),
-        ({"prompt": [1, -2]}, "prompt"),
+        ({"prompt": [1, -2]}, "prompt[1]"),
         ({"max_tokens": -1}, "max_tokens"),
         ({"logprobs": 50}, "logprobs"),
         ({"echo": True, "stream": True}, "echo"),

@@ -41,7 +41,7 @@ HTTP_FOR_GRPC: dict[grpc.StatusCode, tuple[int, str]] = {
 }
 SERVER_ERROR = (500, "server_error")
 
-_UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict|list|[a-z_]+\[.*\])$")
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict|list|constrained-[a-z]+|[a-z_-]+\[.*\])$")
 
 
 class GatewayError(Exception):
@@ -85,6 +85,28 @@ async def call(awaitable: Awaitable[T], renames: Mapping[str, str] | None = None
         raise GatewayError(status, message, type_, exc.code().name.lower(), param) from exc
 
 
+def _client_loc(error: Mapping) -> list[str]:
+    where = error.get("loc", ())
+    # The first element says where the field is (body, query, path, header): the client knows.
+    where = where[1:] if where[:1] in (("body",), ("query",), ("path",), ("header",), ("cookie",)) else where
+    loc = [str(p) for p in where if not _UNION_MEMBER.match(str(p))]
+    # A bad object key ({"logit_bias": {"abc": 1}}) is located at (..., "abc", "[key]"): the field is the object.
+    return loc[:-2] if loc[-1:] == ["[key]"] else loc
+
+
+def _most_specific(errors: list) -> Mapping:
+    """The error to report. A value that fits no member of a union gets errors from every member; the member it
+    came closest to matching broke a bound (``input[1]`` too short) rather than a type (``input`` is not a
+    string), so a broken bound wins over a type mismatch, and a deeper location over a shallower one."""
+    if not errors:
+        return {"loc": (), "msg": "invalid request"}
+
+    def mismatch(error: Mapping) -> bool:
+        return str(error.get("type", "")).endswith(("_type", "_parsing"))
+
+    return max(errors, key=lambda e: (not mismatch(e), len(_client_loc(e))))  # max keeps the first of equals
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the same envelope."""
 
@@ -94,15 +116,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        first = _most_specific(exc.errors())
         # Drop "body" and pydantic's union-member names ("str", "list[int]") from the location.
-        loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
+        loc = _client_loc(first)
         if first.get("type") == "json_invalid":
             loc, first = [], {**first, "msg": "the body is not valid JSON"}
         if not loc and first.get("type") == "model_attributes_type":
             first = {**first, "msg": "send a JSON object body with 'Content-Type: application/json'"}
         param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
-        message = f"{param}: {first['msg']}" if param else str(first["msg"])
+        msg = str(first["msg"])
+        if first.get("loc", ())[-1:] == ("[key]",):
+            msg = f"key {first['loc'][-2]!r}: {msg}"
+        message = f"{param}: {msg}" if param else msg
         return envelope(400, message, "invalid_request_error", "invalid_argument", param)
 
     @app.exception_handler(StarletteHTTPException)

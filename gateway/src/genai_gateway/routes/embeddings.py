@@ -11,8 +11,9 @@ from genai.embedding.v1 import embedding_service_pb2 as pb
 from genai_gateway.errors import call
 from genai_gateway.routes import calls
 from genai_gateway.routes import embeddings_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=ApiRoute)
 
 
 
@@ -86,7 +87,7 @@ async def rerank(body: api.RerankRequest, request: Request) -> api.RerankRespons
         return_text=body.return_documents,
     )
     if body.top_n is not None:
-        message.top_n = max(body.top_n, 0)
+        message.top_n = body.top_n
     reply = await call(calls.stub(request, "embedding").Rerank(message), {r"^passages": "documents"})
     return api.RerankResponse(
         id=reply.request_id,

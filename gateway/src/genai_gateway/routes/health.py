@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-router = APIRouter(tags=["health"])
+from genai_gateway.routing import ApiRoute
+
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 
 
 @router.get("/healthz", summary="Liveness: the gateway process is up")

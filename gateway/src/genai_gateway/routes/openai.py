@@ -31,8 +31,9 @@ from google.protobuf import struct_pb2
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import openai_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=ApiRoute)
 
 _FINISH = {
     pb.FINISH_REASON_UNSPECIFIED: "stop",
@@ -407,16 +408,9 @@ def _legacy_logprobs(items: Sequence[pb.TokenLogprob], offset: int = 0, prompt: 
 def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[dict[str, Any]]:
     if isinstance(prompt, str):
         return [{"text": prompt}]
-    if not prompt:
-        raise _bad("prompt", "send at least one prompt")
-    if isinstance(prompt[0], str):
+    if isinstance(prompt[0], str):  # lists are never empty: the schema says min_length 1
         return [{"text": p} for p in prompt]
-    sequences = [prompt] if isinstance(prompt[0], int) else prompt
-    for i, ids in enumerate(sequences):
-        if not ids or not all(0 <= t < 2**32 for t in ids):
-            raise _bad(
-                "prompt" if sequences is not prompt else f"prompt[{i}]", "token ids must be between 0 and 2^32-1"
-            )
+    sequences = [prompt] if isinstance(prompt[0], int) else prompt  # ids are uint32: the schema bounds them
     return [{"token_ids": pb.TokenIds(ids=ids)} for ids in sequences]
 
 

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from genai_core.limits import INFERENCE
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_N = 128  # OpenAI's own limit on n
+from genai_gateway.routes._bounds import UINT32_MAX, NonEmpty, Seed, TokenId
+
+MaxTokens = Annotated[int, Field(ge=1, le=INFERENCE.max_new_tokens)]
+# Token ids as JSON object keys ("50256": -100): digits only; the route checks that the id fits a uint32.
+TokenKey = Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
 
 
 class _Request(BaseModel):
@@ -40,22 +45,22 @@ class _Sampling(_Request):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: int = Field(1, ge=1, le=MAX_N)
-    stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+    n: int = Field(1, ge=1, le=INFERENCE.max_samples, description="Completions per prompt.")
+    stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=INFERENCE.max_stop_sequences)] | None = None
+    seed: Seed | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+    logit_bias: dict[TokenKey, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
         None, description="Token id (as a string) -> bias between -100 and 100."
     )
     user: str | None = Field(None, description="Accepted and ignored.")
     # vLLM extras
-    top_k: int | None = Field(None, ge=-1, description="vLLM extra; -1 or 0 disables.")
+    top_k: int | None = Field(None, ge=-1, le=UINT32_MAX, description="vLLM extra; -1 or 0 disables.")
     min_p: float | None = Field(None, ge=0, le=1, description="vLLM extra.")
     repetition_penalty: float | None = Field(None, gt=0, description="vLLM extra; 1 disables.")
-    min_tokens: int | None = Field(None, ge=0, description="vLLM extra.")
+    min_tokens: int | None = Field(None, ge=0, le=INFERENCE.max_new_tokens, description="vLLM extra.")
     ignore_eos: bool = Field(False, description="vLLM extra.")
-    stop_token_ids: list[Annotated[int, Field(ge=0)]] = Field([], description="vLLM extra.")
+    stop_token_ids: list[TokenId] = Field([], description="vLLM extra.")
 
 
 class Usage(BaseModel):
@@ -128,10 +133,10 @@ class ResponseFormat(_Request):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[Message] = Field(..., min_length=1)
-    max_tokens: int | None = Field(None, ge=1, description="Deprecated by OpenAI in favour of max_completion_tokens.")
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: MaxTokens | None = Field(None, description="Deprecated by OpenAI in favour of max_completion_tokens.")
+    max_completion_tokens: MaxTokens | None = None
     logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_logprobs: int | None = Field(None, ge=0, le=INFERENCE.max_top_logprobs)
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -199,13 +204,21 @@ class ChatCompletion(BaseModel):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        ..., description="A text, a list of texts, token ids, or a list of token-id lists; one request each."
-    )
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1)]
+    ) = Field(..., description="A text, a list of texts, token ids, or a list of token-id lists; one request each.")
     max_tokens: int | None = Field(
-        16, ge=0, description="OpenAI's default is 16; 0 with echo scores the prompt only (lm-eval loglikelihood)."
+        16,
+        ge=0,
+        le=INFERENCE.max_new_tokens,
+        description="OpenAI's default is 16; 0 with echo scores the prompt only (lm-eval loglikelihood).",
     )
-    logprobs: int | None = Field(None, ge=0, le=20, description="Return the top-N alternatives of each token.")
+    logprobs: int | None = Field(
+        None, ge=0, le=INFERENCE.max_top_logprobs, description="Return the top-N alternatives of each token."
+    )
     echo: bool = Field(False, description="Start the text (and logprobs) with the prompt.")
     best_of: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
     response_format: ResponseFormat | None = Field(

@@ -9,20 +9,26 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
+from genai_core.limits import PROTO_MAX, PROTO_MIN, RETRIEVAL
 from genai_core.structs import whole_numbers
 from genai_core.telemetry import current_trace_id
 from google.protobuf import json_format, struct_pb2
+from pydantic import ValidationError
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.openapi import inline_schema
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import retrieval_protocol as api
 from genai_gateway.routes._fields import set_present
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["retrieval"])
+router = APIRouter(tags=["retrieval"], route_class=ApiRoute)
 
 Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns the collections")]
+PageSize = Annotated[int, Query(ge=1, le=RETRIEVAL.max_page_size, description="items per page")]
 MODES = {None: pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "sparse": pb.SEARCH_MODE_SPARSE,
          "hybrid": pb.SEARCH_MODE_HYBRID}
 FUSIONS = {None: pb.FUSION_UNSPECIFIED, "rrf": pb.FUSION_RRF, "dbsf": pb.FUSION_DBSF}
@@ -76,18 +82,23 @@ def _filter(value: dict[str, Any] | None, param: str = "filter") -> pb.Filter | 
         f = pb.FieldCondition(key=key)
         if isinstance(v, bool):
             f.equals.bool_value = v
-        elif isinstance(v, int):
+        elif isinstance(v, int) and _int64(v):
             f.equals.integer_value = v
         elif isinstance(v, str):
             f.equals.string_value = v
         elif isinstance(v, list) and v and all(isinstance(x, str) for x in v):
             f.any_of.string_values.extend(v)
-        elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) and _int64(x) for x in v):
             f.any_of.integer_values.extend(v)
         else:
-            raise _bad(f"{param}.{key}", "use a string, integer, boolean or a non-empty list of strings or integers")
+            raise _bad(f"{param}.{key}", "use a string, a 64-bit integer, a boolean or a non-empty list of strings or "
+                                         "64-bit integers")
         conditions.append(pb.Condition(field=f))
     return pb.Filter(must=conditions)
+
+
+def _int64(value: int) -> bool:
+    return PROTO_MIN["int64"] <= value <= PROTO_MAX["int64"]
 
 
 def _options(body: api.SearchParams) -> pb.SearchOptions:
@@ -130,7 +141,8 @@ async def create_collection(body: api.CollectionCreate, request: Request, x_tena
 
 
 @router.get("/v1/collections", summary="List the tenant's collections")
-async def list_collections(request: Request, x_tenant: Tenant = "default", page_size: int = 100, page_token: str = ""):
+async def list_collections(request: Request, x_tenant: Tenant = "default", page_size: PageSize = 100,
+                           page_token: str = ""):
     reply = await call(calls.stub(request, "retrieval").ListCollections(pb.ListCollectionsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, page_size=page_size, page_token=page_token)))
     return {"object": "list", "data": [_json(c) for c in reply.collections], "next_page_token": reply.next_page_token}
@@ -165,24 +177,24 @@ async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.
     "/v1/collections/{collection}/documents",
     summary="Add or replace documents: JSON {documents: [...]}, or multipart files with a `metadata` form field",
     openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": api.DocumentsIn.model_json_schema()},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": inline_schema(api.DocumentsIn)},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+            "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
             "metadata": {"type": "string", "description": "a JSON object every uploaded document gets"},
-            "chunk_size_tokens": {"type": "integer"}, "chunk_overlap_tokens": {"type": "integer"}}}}}}},
+            "chunk_size_tokens": {"type": "integer", "minimum": RETRIEVAL.min_chunk_size_tokens,
+                                  "maximum": RETRIEVAL.max_chunk_size_tokens},
+            "chunk_overlap_tokens": {"type": "integer", "minimum": 0,
+                                     "maximum": RETRIEVAL.max_chunk_size_tokens - 1}}}}}}},
 )
 async def add_documents(collection: str, request: Request, x_tenant: Tenant = "default"):
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return await _upload(collection, request, x_tenant)
     try:
-        body = api.DocumentsIn.model_validate_json(await request.body())
-    except ValueError as exc:
-        from fastapi.exceptions import RequestValidationError
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        body = api.DocumentsIn.model_validate(await request.json())  # the checked request: text protobuf can carry
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    except ValueError:
         raise _bad("body", "send JSON {documents: [...]} or multipart/form-data files") from None
     docs = [pb.DocumentInput(document_id=d.id, text=d.text, mime_type=d.content_type, title=d.title,
                              source_uri=d.source_uri, metadata=_struct(d.metadata)) for d in body.documents]
@@ -202,12 +214,12 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
     if not isinstance(metadata, dict):
         raise _bad("metadata", "must be a JSON object")
 
-    def number(name: str) -> int | None:
+    def number(name: str, low: int, high: int) -> int | None:
         raw = form.get(name)
         if raw in (None, ""):
             return None
-        if not str(raw).isdigit():
-            raise _bad(name, "must be a non-negative integer")
+        if not str(raw).isdigit() or not low <= int(raw) <= high:
+            raise _bad(name, f"must be an integer between {low} and {high}")
         return int(raw)
 
     docs = []
@@ -229,12 +241,13 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
             except UnicodeDecodeError:
                 raise _bad(f"files[{len(docs)}]", f"{name} is not UTF-8 text") from None
         docs.append(doc)
-    return await _ingest(request, tenant, collection, docs, _chunking(number("chunk_size_tokens"),
-                                                                      number("chunk_overlap_tokens")))
+    size = number("chunk_size_tokens", RETRIEVAL.min_chunk_size_tokens, RETRIEVAL.max_chunk_size_tokens)
+    overlap = number("chunk_overlap_tokens", 0, RETRIEVAL.max_chunk_size_tokens - 1)
+    return await _ingest(request, tenant, collection, docs, _chunking(size, overlap))
 
 
 @router.get("/v1/collections/{collection}/documents", summary="List documents")
-async def list_documents(collection: str, request: Request, x_tenant: Tenant = "default", page_size: int = 100,
+async def list_documents(collection: str, request: Request, x_tenant: Tenant = "default", page_size: PageSize = 100,
                          page_token: str = ""):
     reply = await call(calls.stub(request, "retrieval").ListDocuments(pb.ListDocumentsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, collection=collection, page_size=page_size, page_token=page_token)))

@@ -25,7 +25,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from genai.inference.v1 import inference_service_pb2 as pb
 from google.protobuf import struct_pb2
 
@@ -33,6 +32,7 @@ from genai_gateway.errors import GatewayError
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import tgi_protocol as api
 from genai_gateway.routes._fields import set_present
+from genai_gateway.routing import ApiRoute
 
 _FINISH = {
     pb.FINISH_REASON_UNSPECIFIED: "eos_token",
@@ -68,7 +68,7 @@ def _invalid(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
-class TgiRoute(APIRoute):
+class TgiRoute(ApiRoute):
     """Renders every error of these routes (auth and validation included) in TGI's shape."""
 
     def get_route_handler(self) -> Callable:
@@ -135,7 +135,7 @@ def _request(body: api.GenerateRequest, rid: str, *, stream: bool) -> tuple[pb.G
     if not sampling:
         s.temperature = 0.0
     else:
-        seed = p.seed if p.seed is not None else random.getrandbits(63)  # reported back, so a run can be repeated
+        seed = p.seed if p.seed is not None else random.getrandbits(53)  # reported back (and accepted again), so a run can be repeated
         s.seed = seed
         set_present(s, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p)
     set_present(s, repetition_penalty=p.repetition_penalty, frequency_penalty=p.frequency_penalty)

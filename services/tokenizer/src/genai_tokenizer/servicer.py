@@ -9,6 +9,7 @@ from datetime import timedelta
 from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
 from genai_core.errors import InvalidArgument
+from genai_core.limits import TOKENIZER
 from genai_core.server import ServiceSpec
 from genai_core.structs import struct_to_dict
 
@@ -18,7 +19,7 @@ from genai_tokenizer.registry import TokenizerRegistry, TrainCorpus
 from genai_tokenizer.training import TrainSpec
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenizerService"].full_name
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = TOKENIZER.max_page_size
 
 _KINDS = {
     Kind.BPE: pb.TOKENIZER_KIND_BPE,
