@@ -65,7 +65,7 @@ class GrpcStream:
         self._first: Any = None
 
     async def _read(self) -> Any:
-        message = await call(self._call.read(), self._renames)
+        message = await call(self._call.read(), self._renames, getattr(self._call, "service", None))
         if message is grpc.aio.EOF:
             raise GatewayError(500, "the inference stream ended without a final message", "server_error", "internal")
         if message.WhichOneof("event") == "error":

@@ -61,7 +61,7 @@ def _error_body(exc: GatewayError) -> dict[str, str]:
 
 
 def _error_response(exc: GatewayError) -> JSONResponse:
-    return JSONResponse(_error_body(exc), status_code=422 if exc.status == 400 else exc.status)
+    return JSONResponse(_error_body(exc), status_code=422 if exc.status == 400 else exc.status, headers=exc.headers)
 
 
 def _invalid(param: str, message: str) -> GatewayError:
