@@ -5,12 +5,14 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
-from genai_gateway import errors
+from genai_gateway import errors, openapi
 from genai_gateway.auth import ApiKeys
 from genai_gateway.clients import Backends
+from genai_gateway.deadlines import Deadlines
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
 from genai_gateway.routes import embeddings, health, openai, retrieval, tgi, tokenizer
 from genai_gateway.settings import GatewaySettings
@@ -34,6 +36,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
 
     app = FastAPI(title="GenAI gateway", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.deadlines = Deadlines(settings.request_timeout, settings.generation_timeout, settings.seconds_per_input)
     app.state.metrics = HttpMetrics()
     errors.install(app)
     app.include_router(health.router)
@@ -44,5 +47,14 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
+
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.document_errors(
+                get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            )
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics")
     return app

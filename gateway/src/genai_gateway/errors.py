@@ -162,12 +162,34 @@ def _most_specific(errors: list) -> Mapping:
 def _allowed(request: Request) -> list[str]:
     """Every method some route serves at this path: Starlette's Allow names only the first route that matched
     the path, and GET and POST of one path (/v1/tokenizers) are two routes here."""
-    methods: set[str] = set()
-    for route in iter_route_contexts(request.app.routes):
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path):
-            methods |= set(route.methods or ())
-    return sorted(methods)
+    # Only the most specific templates count: /documents/delete (POST) is its own path, though
+    # /documents/{document_id} (GET) matches it too.
+    matching = [r for r in iter_route_contexts(request.app.routes)
+                if getattr(r, "path_regex", None) is not None and r.path_regex.match(request.url.path)]
+    fewest = min((r.path.count("{") for r in matching), default=0)
+    return sorted({m for r in matching if r.path.count("{") == fewest for m in r.methods or ()})
+
+
+# pydantic error types whose message says less than this (a field typed None is one the server does not support).
+_MESSAGES = {
+    "none_required": "not supported by this server; leave it out or send null",
+    "json_invalid": "the body is not valid JSON",
+}
+
+
+def validation_error(exc: RequestValidationError) -> GatewayError:
+    """A request that failed validation as a 400 naming the most specific field the client sent."""
+    first = _most_specific(exc.errors())
+    # Drop the location kind and pydantic's union-member names ("str", "list[int]") from the location.
+    loc = [] if first.get("type") == "json_invalid" else _client_loc(first)
+    msg = _MESSAGES.get(str(first.get("type")), str(first["msg"]))
+    if not loc and first.get("type") == "model_attributes_type":
+        msg = "send a JSON object body with 'Content-Type: application/json'"
+    param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
+    if first.get("loc", ())[-1:] == ("[key]",):
+        msg = f"key {first['loc'][-2]!r}: {msg}"
+    message = f"{param}: {msg}" if param else msg
+    return GatewayError(400, message, "invalid_request_error", "invalid_argument", param)
 
 
 def install(app: FastAPI) -> None:
@@ -179,19 +201,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = _most_specific(exc.errors())
-        # Drop "body" and pydantic's union-member names ("str", "list[int]") from the location.
-        loc = _client_loc(first)
-        if first.get("type") == "json_invalid":
-            loc, first = [], {**first, "msg": "the body is not valid JSON"}
-        if not loc and first.get("type") == "model_attributes_type":
-            first = {**first, "msg": "send a JSON object body with 'Content-Type: application/json'"}
-        param = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc).lstrip(".") or None
-        msg = str(first["msg"])
-        if first.get("loc", ())[-1:] == ("[key]",):
-            msg = f"key {first['loc'][-2]!r}: {msg}"
-        message = f"{param}: {msg}" if param else msg
-        return envelope(400, message, "invalid_request_error", "invalid_argument", param)
+        error = validation_error(exc)
+        return envelope(error.status, error.message, error.type, error.code, error.param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

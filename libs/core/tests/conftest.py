@@ -85,8 +85,10 @@ class FakeTokenizerServicer(pb_grpc.TokenizerServiceServicer):
 
 def _stream_handler():
     async def stream(request: bytes, context):
-        # Two items, then the error named by the request (or a clean end).
+        # Two items, then the error named by the request (or a clean end); b"slow" waits 2 s in between.
         yield b"one"
+        if request == b"slow":
+            await asyncio.sleep(2.0)
         yield b"two"
         if request == b"not_found":
             raise errors.NotFound("stream item 3 does not exist", resource_type="item", resource_name="3")

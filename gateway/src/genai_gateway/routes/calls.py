@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from genai_gateway.deadlines import Deadlines
 from genai_gateway.errors import GatewayError, call
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ T = TypeVar("T")
 def request_id(request: Request) -> str:
     """The id the middleware gave this request (the client's ``x-request-id`` or a new one)."""
     return request.scope["state"]["request_id"]
+
+
+def deadlines(request: Request) -> Deadlines:
+    """The app's deadline policy: ``deadlines(request).generate()`` etc., passed as ``timeout=``."""
+    return request.app.state.deadlines
 
 
 def stub(request: Request, name: str) -> Any:

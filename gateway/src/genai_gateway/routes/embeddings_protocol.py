@@ -16,7 +16,7 @@ Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=_MAX)]
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     input: (
         Texts
@@ -52,7 +52,7 @@ class EmbeddingResponse(BaseModel):
 
 
 class SparseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     input: Texts = Field(..., description="A text or a list of texts.")
     model: str = ""
@@ -76,7 +76,7 @@ class SparseResponse(BaseModel):
 
 
 class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: Text
     documents: list[Text] = Field(..., min_length=1, max_length=_MAX)

@@ -29,6 +29,7 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.openapi import stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import openai_protocol as api
 from genai_gateway.routing import ApiRoute
@@ -360,6 +361,7 @@ async def _chat_chunks(
     response_model=api.ChatCompletion,
     response_model_exclude_unset=True,
     summary="Chat completion (OpenAI-compatible; SSE when stream is true)",
+    responses=stream_response("A chat.completion, or chat.completion.chunk events when stream is true"),
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     rid, created = calls.request_id(request), int(time.time())
@@ -367,11 +369,11 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     stub = calls.stub(request, "inference")
     if body.stream:
         streaming = pb.ChatStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
-        streams = await sse.open_streams([lambda: stub.ChatStream(streaming)], [renames])
+        streams = await sse.open_streams([lambda: stub.ChatStream(streaming, timeout=calls.deadlines(request).generate())], [renames])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _chat_chunks(streams[0], rid=rid, created=created, model=body.model, include_usage=include_usage)
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    reply = await calls.unary(request, stub.Chat(message), renames, _canceller(request, [rid]))
+    reply = await calls.unary(request, stub.Chat(message, timeout=calls.deadlines(request).generate()), renames, _canceller(request, [rid]))
     return api.ChatCompletion(
         id=f"chatcmpl-{rid}",
         object="chat.completion",
@@ -501,6 +503,7 @@ async def _completion_chunks(
     response_model=api.Completion,
     response_model_exclude_unset=True,
     summary="Text completion (OpenAI legacy; echo + logprobs for loglikelihood evaluation)",
+    responses=stream_response("A text_completion, or text_completion events when stream is true"),
 )
 async def completions(body: api.CompletionRequest, request: Request):
     rid, created = calls.request_id(request), int(time.time())
@@ -508,7 +511,7 @@ async def completions(body: api.CompletionRequest, request: Request):
     stub = calls.stub(request, "inference")
     if body.stream:
         streaming = [pb.GenerateStreamRequest.FromString(m.SerializeToString()) for m in messages]
-        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m) for m in streaming], renames)
+        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m, timeout=calls.deadlines(request).generate()) for m in streaming], renames)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _completion_chunks(
             streams,
@@ -521,7 +524,7 @@ async def completions(body: api.CompletionRequest, request: Request):
         )
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
     replies = await calls.unary_all(
-        request, [stub.Generate(m) for m in messages], renames, _canceller(request, [m.request_id for m in messages])
+        request, [stub.Generate(m, timeout=calls.deadlines(request).generate()) for m in messages], renames, _canceller(request, [m.request_id for m in messages])
     )
     choices, usage = (
         [],

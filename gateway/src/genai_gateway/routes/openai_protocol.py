@@ -25,7 +25,7 @@ TokenKey = Annotated[str, Field(pattern=r"^[0-9]{1,10}$")]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- shared pieces ------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ class _Sampling(_Request):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=INFERENCE.max_samples, description="Completions per prompt.")
     stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=INFERENCE.max_stop_sequences)] | None = None
     seed: Seed | None = None

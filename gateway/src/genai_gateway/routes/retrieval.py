@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai_core.limits import PROTO_MAX, PROTO_MIN, RETRIEVAL
@@ -19,7 +19,7 @@ from google.protobuf import json_format, struct_pb2
 from pydantic import ValidationError
 
 from genai_gateway.errors import GatewayError, call
-from genai_gateway.openapi import inline_schema
+from genai_gateway.openapi import inline_schema, stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import retrieval_protocol as api
 from genai_gateway.routes._fields import set_present
@@ -27,7 +27,10 @@ from genai_gateway.routing import ApiRoute
 
 router = APIRouter(tags=["retrieval"], route_class=ApiRoute)
 
-Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns the collections")]
+Tenant = Annotated[str, Header(alias="X-Tenant", pattern=RETRIEVAL.name_pattern,
+                               description="the tenant that owns the collections (default: `default`); an empty "
+                                           "header is an error, not the default tenant")]
+Collection = Annotated[str, Path(pattern=RETRIEVAL.name_pattern, description="the collection's name")]
 PageSize = Annotated[int, Query(ge=1, le=RETRIEVAL.max_page_size, description="items per page")]
 MODES = {None: pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "sparse": pb.SEARCH_MODE_SPARSE,
          "hybrid": pb.SEARCH_MODE_HYBRID}
@@ -56,7 +59,9 @@ def _ints(value: Any) -> Any:
 
 
 def _json(message) -> dict[str, Any]:
-    return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    # Zero counts and empty lists are answers too ("chunk_count": 0), so fields without presence always print.
+    return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                           always_print_fields_with_no_presence=True))
 
 
 def _bad(param: str, message: str) -> GatewayError:
@@ -149,14 +154,14 @@ async def list_collections(request: Request, x_tenant: Tenant = "default", page_
 
 
 @router.get("/v1/collections/{collection}", summary="Get a collection with its counts")
-async def get_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
+async def get_collection(collection: Collection, request: Request, x_tenant: Tenant = "default"):
     reply = await call(calls.stub(request, "retrieval").GetCollection(pb.GetCollectionRequest(
         request_id=calls.request_id(request), tenant=x_tenant, collection=collection)))
     return _json(reply.collection)
 
 
 @router.delete("/v1/collections/{collection}", summary="Delete a collection and its documents")
-async def delete_collection(collection: str, request: Request, x_tenant: Tenant = "default"):
+async def delete_collection(collection: Collection, request: Request, x_tenant: Tenant = "default"):
     reply = await call(calls.stub(request, "retrieval").DeleteCollection(pb.DeleteCollectionRequest(
         request_id=calls.request_id(request), tenant=x_tenant, collection=collection)))
     return {"deleted": True, "deleted_document_count": reply.deleted_document_count}
@@ -169,7 +174,10 @@ async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.
                   chunking: pb.ChunkingOptions) -> dict[str, Any]:
     message = pb.IngestDocumentsRequest(request_id=calls.request_id(request), tenant=tenant, collection=collection,
                                         documents=docs, chunking=chunking)
-    reply = await call(calls.stub(request, "retrieval").IngestDocuments(message), RENAMES)
+    size = sum(len(d.text.encode()) + len(d.data) for d in docs)
+    timeout = calls.deadlines(request).ingest(len(docs), size)
+    reply = await calls.unary(request, calls.stub(request, "retrieval").IngestDocuments(message, timeout=timeout),
+                              RENAMES)
     return _json(reply)
 
 
@@ -186,7 +194,7 @@ async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.
             "chunk_overlap_tokens": {"type": "integer", "minimum": 0,
                                      "maximum": RETRIEVAL.max_chunk_size_tokens - 1}}}}}}},
 )
-async def add_documents(collection: str, request: Request, x_tenant: Tenant = "default"):
+async def add_documents(collection: Collection, request: Request, x_tenant: Tenant = "default"):
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         return await _upload(collection, request, x_tenant)
@@ -247,7 +255,7 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
 
 
 @router.get("/v1/collections/{collection}/documents", summary="List documents")
-async def list_documents(collection: str, request: Request, x_tenant: Tenant = "default", page_size: PageSize = 100,
+async def list_documents(collection: Collection, request: Request, x_tenant: Tenant = "default", page_size: PageSize = 100,
                          page_token: str = ""):
     reply = await call(calls.stub(request, "retrieval").ListDocuments(pb.ListDocumentsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, collection=collection, page_size=page_size, page_token=page_token)))
@@ -255,7 +263,7 @@ async def list_documents(collection: str, request: Request, x_tenant: Tenant = "
 
 
 @router.get("/v1/collections/{collection}/documents/{document_id}", summary="Get a document and its chunks")
-async def get_document(collection: str, document_id: str, request: Request, x_tenant: Tenant = "default",
+async def get_document(collection: Collection, document_id: str, request: Request, x_tenant: Tenant = "default",
                        include_chunks: bool = False):
     reply = await call(calls.stub(request, "retrieval").GetDocument(pb.GetDocumentRequest(
         request_id=calls.request_id(request), tenant=x_tenant, collection=collection, document_id=document_id,
@@ -264,7 +272,7 @@ async def get_document(collection: str, document_id: str, request: Request, x_te
 
 
 @router.post("/v1/collections/{collection}/documents/delete", summary="Delete documents by ids or by filter")
-async def delete_documents(collection: str, body: api.DocumentsDelete, request: Request, x_tenant: Tenant = "default"):
+async def delete_documents(collection: Collection, body: api.DocumentsDelete, request: Request, x_tenant: Tenant = "default"):
     message = pb.DeleteDocumentsRequest(request_id=calls.request_id(request), tenant=x_tenant, collection=collection)
     if body.ids:
         message.document_ids.document_ids.extend(body.ids)
@@ -280,10 +288,13 @@ async def delete_documents(collection: str, body: api.DocumentsDelete, request: 
 
 
 @router.post("/v1/collections/{collection}/search", summary="Dense, sparse or hybrid search with filters and rerank")
-async def search(collection: str, body: api.SearchIn, request: Request, x_tenant: Tenant = "default"):
+async def search(collection: Collection, body: api.SearchIn, request: Request, x_tenant: Tenant = "default"):
     message = pb.SearchRequest(request_id=calls.request_id(request), tenant=x_tenant, collection=collection, query=body.query,
                                options=_options(body))
-    reply = await call(calls.stub(request, "retrieval").Search(message), RENAMES)
+    # Reranking scores every candidate with the embedding model: that part grows with the candidates.
+    reranked = (body.candidate_count or RETRIEVAL.max_candidate_count) if body.rerank else 0
+    timeout = calls.deadlines(request).inputs(reranked)
+    reply = await calls.unary(request, calls.stub(request, "retrieval").Search(message, timeout=timeout), RENAMES)
     return {"object": "list", "data": [_json(r) for r in reply.results], "usage": _json(reply.usage)}
 
 
@@ -310,14 +321,15 @@ async def _answer_frames(stream: sse.GrpcStream):
         yield sse.data({"type": kind, **_json(getattr(event, kind))})
 
 
-@router.post("/v1/rag/answer", summary="Answer a question from a collection, with citations (SSE when stream is true)")
+@router.post("/v1/rag/answer", summary="Answer a question from a collection, with citations (SSE when stream is true)",
+             responses=stream_response("The answer, or contexts/delta/complete events when stream is true"))
 async def rag_answer(body: api.AnswerIn, request: Request, x_tenant: Tenant = "default"):
     message = _answer_request(body, calls.request_id(request), x_tenant)
     stub = calls.stub(request, "retrieval")
     renames = {**RENAMES, r"^generation\.max_new_tokens": "max_tokens", r"^generation\.": ""}
     if body.stream:
         streaming = pb.AnswerStreamRequest.FromString(message.SerializeToString())
-        streams = await sse.open_streams([lambda: stub.AnswerStream(streaming)], [renames])
+        streams = await sse.open_streams([lambda: stub.AnswerStream(streaming, timeout=calls.deadlines(request).generate())], [renames])
         return sse.EventStream(sse.events(_answer_frames(streams[0]), streams, _error_frame, sse.DONE))
-    reply = await calls.unary(request, stub.Answer(message), renames)
+    reply = await calls.unary(request, stub.Answer(message, timeout=calls.deadlines(request).generate()), renames)
     return _json(reply)

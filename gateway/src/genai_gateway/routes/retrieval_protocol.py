@@ -16,11 +16,11 @@ ChunkOverlap = Annotated[int, Field(ge=0, le=RETRIEVAL.max_chunk_size_tokens - 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CollectionCreate(_Strict):
-    name: str = Field(min_length=1, max_length=63,
+    name: str = Field(pattern=RETRIEVAL.name_pattern,
                       description="1 to 63 lowercase letters, digits, '-' and '_'; unique in the tenant")
     description: str = ""
     embedding_model: str = Field("", description="empty: the service default (all-minilm-l6-v2)")

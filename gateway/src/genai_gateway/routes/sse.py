@@ -141,8 +141,8 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        super().__init__(content, headers=HEADERS)
+    def __init__(self, content: AsyncIterator[bytes], status_code: int = 200) -> None:  # status: for OpenAPI
+        super().__init__(content, status_code=status_code, headers=HEADERS)
 
     async def __call__(self, scope, receive, send) -> None:
         listener = asyncio.ensure_future(self.listen_for_disconnect(receive))

@@ -14,7 +14,7 @@ Texts = str | Annotated[list[Text], Field(min_length=1, max_length=TOKENIZER.max
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tokenizer: str = Field(
         "",
@@ -78,22 +78,30 @@ class CountResponse(BaseModel):
 
 
 class FunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str
     arguments: str | dict[str, Any] = Field("{}", description="JSON object, as a string (OpenAI) or an object.")
 
 
 class ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str = ""
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
 class ContentPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"] = "text"
     text: str
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: str = Field(..., min_length=1, description="system, user, assistant or tool.")
     content: str | list[ContentPart] | None = ""
     name: str | None = None
@@ -102,12 +110,16 @@ class ChatMessage(BaseModel):
 
 
 class FunctionDef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: NonEmpty
     description: str = ""
     parameters: dict[str, Any] = {}
 
 
 class ToolDef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["function"] = "function"
     function: FunctionDef
 
@@ -176,7 +188,7 @@ class TokenizerList(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(..., description="The new tokenizer's id: letters, digits, '.', '_', '-' (max 64).")
     kind: Literal["bpe", "wordpiece", "unigram"] = "bpe"

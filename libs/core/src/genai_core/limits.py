@@ -59,6 +59,8 @@ class RetrievalLimits:
     max_top_k: int = 100
     max_candidate_count: int = 1000  # candidates gathered per stage before fusion and rerank
     max_page_size: int = 1000  # collections or documents per list page
+    # Tenants and collections: what a store path and a Qdrant collection name can be.
+    name_pattern: str = r"^[a-z0-9][a-z0-9_-]{0,62}$"
     min_chunk_size_tokens: int = 8
     max_chunk_size_tokens: int = 8192
 
