@@ -14,7 +14,7 @@ from genai_gateway.auth import ApiKeys
 from genai_gateway.clients import Backends
 from genai_gateway.deadlines import Deadlines
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
-from genai_gateway.routes import embeddings, health, openai, retrieval, tgi, tokenizer
+from genai_gateway.routes import embeddings, health, openai, operations, retrieval, tgi, tokenizer
 from genai_gateway.settings import GatewaySettings
 
 DESCRIPTION = """One HTTP front door for the GenAI platform's gRPC services.
@@ -46,6 +46,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(tgi.router, dependencies=[api_keys])
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
+    app.include_router(operations.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
 
     def schema() -> dict:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from genai.operations.v1 import operations_service_pb2_grpc
 from genai_core.channels import create_channel
 from genai_core.services import SERVICES, service
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -81,6 +82,13 @@ class Backends:
         if name not in self._stubs:
             self._stubs[name] = _NamedStub(SERVICES[name].stub_class()(self.channel(name)), name)
         return self._stubs[name]
+
+    def operations(self, name: str) -> Any:
+        """The OperationsService stub of backend ``name``: the long-running operations that service owns."""
+        key = f"{name}/operations"
+        if key not in self._stubs:
+            self._stubs[key] = _NamedStub(operations_service_pb2_grpc.OperationsServiceStub(self.channel(name)), name)
+        return self._stubs[key]
 
     async def _status(self, name: str) -> str:
         stub = health_pb2_grpc.HealthStub(self._channels[name])

@@ -34,6 +34,11 @@ def stub(request: Request, name: str) -> Any:
     return request.app.state.backends.stub(name)
 
 
+def stub_of_operations(request: Request, name: str) -> Any:
+    """The OperationsService stub of backend ``name``; 503 when this gateway has no target for it."""
+    return request.app.state.backends.operations(name)
+
+
 async def unary(
     request: Request,
     grpc_call: Awaitable[T],
