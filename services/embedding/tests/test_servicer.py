@@ -119,6 +119,15 @@ async def test_embed_bad_input_is_invalid_argument_with_field(stub, request_, fi
     assert violations[0][0] == field
 
 
+async def test_ids_of_another_tokenizer_say_so(stub):
+    # What LangChain's OpenAIEmbeddings sends by default: tiktoken (cl100k) ids for "Hello world".
+    code, violations, details = await _error(
+        stub.Embed(pb.EmbedRequest(token_inputs=pb.TokenInputs(sequences=[pb.TokenIds(ids=[9906, 1917, 100257])])))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and violations[0][0] == "token_inputs[0]"
+    assert "100257" in details and "30522" in details and "check_embedding_ctx_length=False" in details
+
+
 async def test_unknown_model_is_not_found(stub):
     for call in (
         stub.Embed(pb.EmbedRequest(model="nope", texts=pb.TextInputs(texts=["x"]))),

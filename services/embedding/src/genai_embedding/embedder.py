@@ -206,7 +206,12 @@ class Embedder:
             if not ids:
                 raise InvalidArgument.for_field(f"{field}[{i}]", "must not be empty")
             if max(ids) >= vocab:
-                raise InvalidArgument.for_field(f"{field}[{i}]", f"token ids must be below the vocabulary size {vocab}")
+                # Most often ids of another tokenizer: LangChain's OpenAIEmbeddings sends tiktoken ids by default.
+                raise InvalidArgument.for_field(
+                    f"{field}[{i}]",
+                    f"token id {max(ids)} is not below the vocabulary size {vocab} of this model's tokenizer; ids of "
+                    "another tokenizer (such as the tiktoken ids LangChain's OpenAIEmbeddings sends unless "
+                    "check_embedding_ctx_length=False) cannot be embedded: send the text instead")
             out.append(truncate(list(ids), self.max_input_tokens, policy, f"{field}[{i}]", special_ends=False))
         return out
 
