@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions and /v1/models.
+"""OpenAI-compatible routes: /v1/chat/completions and /v1/completions (/v1/models: routes/models.py).
 
 Wire-exact with OpenAI's API so the official SDKs work unchanged, streaming included
 (``chat.completion.chunk`` / ``text_completion`` events, ``data: [DONE]``). Finish reasons:
@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.openapi import stream_response
-from genai_gateway.routes import calls, sse
+from genai_gateway.routes import calls, openai_legacy, sse
 from genai_gateway.routes import openai_protocol as api
 from genai_gateway.routing import ApiRoute
 
@@ -70,6 +70,19 @@ def _bad(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
+
+
+async def _model_name(request: Request, requested: str) -> str:
+    """The model a stream's chunks name: the request's, or (empty) the inference service's default, looked up
+    once per gateway; a stream cannot wait for its final message to say which model ran."""
+    if requested:
+        return requested
+    state = request.app.state
+    if not getattr(state, "default_model", ""):
+        reply = await call(calls.stub(request, "inference").GetInfo(pb.GetInfoRequest(
+            request_id=calls.request_id(request)), timeout=calls.deadlines(request).lookup()))
+        state.default_model = reply.default_model.id
+    return state.default_model
 
 
 def _canceller(request: Request, request_ids: Sequence[str]):
@@ -365,16 +378,23 @@ async def _chat_chunks(
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     rid, created = calls.request_id(request), int(time.time())
+    legacy = openai_legacy.uses_legacy(body)
+    if legacy:
+        body = openai_legacy.as_tools(body)
     message, renames = _chat_request(body, rid)
     stub = calls.stub(request, "inference")
+    timeout = calls.deadlines(request).generate()
     if body.stream:
         streaming = pb.ChatStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
-        streams = await sse.open_streams([lambda: stub.ChatStream(streaming, timeout=calls.deadlines(request).generate())], [renames])
+        streams = await sse.open_streams([lambda: stub.ChatStream(streaming, timeout=timeout)], [renames])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        frames = _chat_chunks(streams[0], rid=rid, created=created, model=body.model, include_usage=include_usage)
+        model = await _model_name(request, body.model)
+        frames = _chat_chunks(streams[0], rid=rid, created=created, model=model, include_usage=include_usage)
+        if legacy:
+            frames = openai_legacy.stream(frames)
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    reply = await calls.unary(request, stub.Chat(message, timeout=calls.deadlines(request).generate()), renames, _canceller(request, [rid]))
-    return api.ChatCompletion(
+    reply = await calls.unary(request, stub.Chat(message, timeout=timeout), renames, _canceller(request, [rid]))
+    completion = api.ChatCompletion(
         id=f"chatcmpl-{rid}",
         object="chat.completion",
         created=created,
@@ -382,6 +402,7 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
         choices=[_chat_choice(c, body.logprobs) for c in reply.choices],
         usage=api.Usage(**_usage(reply.usage)),
     )
+    return openai_legacy.reply(completion) if legacy else completion
 
 
 # -- completions (legacy) -----------------------------------------------------------------------
@@ -509,22 +530,25 @@ async def completions(body: api.CompletionRequest, request: Request):
     rid, created = calls.request_id(request), int(time.time())
     messages, renames = _generate_requests(body, rid)
     stub = calls.stub(request, "inference")
+    timeout = calls.deadlines(request).generate()
     if body.stream:
         streaming = [pb.GenerateStreamRequest.FromString(m.SerializeToString()) for m in messages]
-        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m, timeout=calls.deadlines(request).generate()) for m in streaming], renames)
+        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m, timeout=timeout) for m in streaming],
+                                         renames)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _completion_chunks(
             streams,
             rid=rid,
             created=created,
-            model=body.model,
+            model=await _model_name(request, body.model),
             n=body.n,
             logprobs=body.logprobs is not None,
             include_usage=include_usage,
         )
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
     replies = await calls.unary_all(
-        request, [stub.Generate(m, timeout=calls.deadlines(request).generate()) for m in messages], renames, _canceller(request, [m.request_id for m in messages])
+        request, [stub.Generate(m, timeout=timeout) for m in messages], renames,
+        _canceller(request, [m.request_id for m in messages]),
     )
     choices, usage = (
         [],
@@ -555,40 +579,3 @@ async def completions(body: api.CompletionRequest, request: Request):
         choices=sorted(choices, key=lambda c: c.index),
         usage=usage,
     )
-
-
-# -- models -------------------------------------------------------------------------------------
-
-
-def _card(m: pb.Model) -> api.ModelCard:
-    adapter = m.kind == pb.Model.KIND_ADAPTER
-    return api.ModelCard(
-        id=m.id,
-        object="model",
-        created=m.load_time.seconds if m.HasField("load_time") else 0,
-        owned_by="genai",
-        root=(m.source or m.id) if adapter else m.id,
-        parent=m.base_model if adapter else None,
-        max_model_len=m.context_length or None,
-    )
-
-
-@router.get(
-    "/v1/models", response_model=api.ModelList, response_model_exclude_unset=True, summary="List models and adapters"
-)
-async def list_models(request: Request) -> api.ModelList:
-    stub, data, token = calls.stub(request, "inference"), [], ""
-    while True:
-        reply = await call(stub.ListModels(pb.ListModelsRequest(request_id=calls.request_id(request), page_token=token)))
-        data.extend(_card(m) for m in reply.models)
-        token = reply.next_page_token
-        if not token:
-            return api.ModelList(object="list", data=data)
-
-
-@router.get(
-    "/v1/models/{model:path}", response_model=api.ModelCard, response_model_exclude_unset=True, summary="Get one model"
-)
-async def get_model(model: str, request: Request) -> api.ModelCard:
-    reply = await call(calls.stub(request, "inference").GetModel(pb.GetModelRequest(request_id=calls.request_id(request), model=model)))
-    return _card(reply.model)

@@ -3,7 +3,10 @@
 Requests reject unknown fields (OpenAI answers "Unrecognized request argument" too), so a
 misspelt parameter is an error instead of silently doing nothing. vLLM's sampling extras
 (top_k, min_p, repetition_penalty, min_tokens, ignore_eos, stop_token_ids, chat_template_kwargs)
-are accepted as well.
+are accepted as well. OpenAI fields that change nothing on this server are accepted and ignored
+(``IGNORED``, each says why in its description), fields it cannot honour are rejected by their
+schema (``modalities`` other than text), and the legacy ``functions``/``function_call`` are honoured
+as tools (routes/openai_legacy.py).
 
 Responses have no defaults on purpose: routes set every field they send and the routes serialize
 with ``exclude_unset``, so a field OpenAI always sends as ``null`` (``usage`` on stream chunks with
@@ -90,11 +93,14 @@ class MessageToolCall(_Request):
 
 
 class Message(_Request):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
+        ..., description='"function" is the legacy role of a function result (with `name`): a tool message.'
+    )
     content: str | list[TextPart] | None = None
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
+    function_call: MessageFunctionCall | None = Field(None, description="Legacy: an assistant's one tool call.")
     refusal: str | None = None  # assistant messages echoed back from a response carry it
 
 
@@ -131,8 +137,39 @@ class ResponseFormat(_Request):
     json_schema: JsonSchema | None = Field(None, description="Required when type is json_schema.")
 
 
+class Prediction(_Request):
+    type: Literal["content"]
+    content: str | list[TextPart]
+
+
+# Accepted, changing nothing here; see each field's description.
+IGNORED = ("store", "metadata", "reasoning_effort", "service_tier", "prediction", "verbosity", "prompt_cache_key",
+           "safety_identifier")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[Message] = Field(..., min_length=1)
+    store: bool | None = Field(None, description="Ignored: completions are never stored for distillation or evals.")
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(
+        None, max_length=16, description="Ignored (OpenAI keeps it with stored completions)."
+    )
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+        None, description="Ignored: the served models do not reason in a separate budget."
+    )
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = Field(
+        None, description="Ignored: one tier."
+    )
+    modalities: list[Literal["text"]] | None = Field(None, description='Only ["text"]: the models produce text.')
+    prediction: Prediction | None = Field(None, description="Ignored: a speed hint with no effect on the output.")
+    verbosity: Literal["low", "medium", "high"] | None = Field(None, description="Ignored.")
+    prompt_cache_key: str | None = Field(None, description="Ignored: shared prefixes are reused when possible anyway.")
+    safety_identifier: str | None = Field(None, description="Ignored, as `user` is.")
+    functions: list[ToolFunction] | None = Field(
+        None, min_length=1, description="Legacy form of `tools` (deprecated by OpenAI): honoured as tools."
+    )
+    function_call: Literal["none", "auto"] | NamedFunction | None = Field(
+        None, description="Legacy form of `tool_choice`; the reply then uses the legacy `function_call` shape."
+    )
     max_tokens: MaxTokens | None = Field(None, description="Deprecated by OpenAI in favour of max_completion_tokens.")
     max_completion_tokens: MaxTokens | None = None
     logprobs: bool = False
@@ -180,6 +217,7 @@ class ResponseMessage(BaseModel):
     content: str | None
     refusal: str | None
     tool_calls: list[ResponseToolCall] | None = None
+    function_call: ResponseFunction | None = None  # the legacy shape, when the request sent `functions`
     reasoning_content: str | None = None
 
 
@@ -187,7 +225,7 @@ class ChatChoice(BaseModel):
     index: int
     message: ResponseMessage
     logprobs: ChoiceLogprobs | None
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"]
+    finish_reason: Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
 
 class ChatCompletion(BaseModel):
@@ -259,9 +297,13 @@ class ModelCard(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
+    type: Literal["llm", "adapter", "embedding"] = Field(
+        description="What the model is for (as LM Studio lists it): chat/completions, an adapter of an llm, or "
+        "/v1/embeddings."
+    )
     root: str | None = None
     parent: str | None = None
-    max_model_len: int | None = Field(None, description="vLLM extra: the context length.")
+    max_model_len: int | None = Field(None, description="vLLM extra: the context length (input tokens, embeddings).")
 
 
 class ModelList(BaseModel):
