@@ -14,7 +14,17 @@ from genai_gateway.auth import ApiKeys
 from genai_gateway.clients import Backends
 from genai_gateway.deadlines import Deadlines
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
-from genai_gateway.routes import embeddings, health, models, openai, operations, retrieval, tgi, tokenizer
+from genai_gateway.routes import (
+    embeddings,
+    health,
+    models,
+    openai,
+    operations,
+    responses,
+    retrieval,
+    tgi,
+    tokenizer,
+)
 from genai_gateway.settings import GatewaySettings
 
 DESCRIPTION = """One HTTP front door for the GenAI platform's gRPC services.
@@ -44,6 +54,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(tokenizer.router, dependencies=[api_keys])
     app.include_router(openai.router, dependencies=[api_keys])
     app.include_router(models.router, dependencies=[api_keys])
+    app.include_router(responses.router, dependencies=[api_keys])
     app.include_router(tgi.router, dependencies=[api_keys])
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])

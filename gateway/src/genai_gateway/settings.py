@@ -25,6 +25,7 @@ class GatewaySettings:
     generation_timeout: float = 0.0  # seconds; 0: generation has no deadline and ends when its client leaves
     seconds_per_input: float = 0.25  # added to the base deadline per embedding input, passage, chunk, candidate
     train_timeout: float = 900.0  # seconds; tokenizer training may read large corpora
+    responses_kept: int = 1000  # stored /v1/responses kept in memory (the oldest is forgotten first)
     max_body_bytes: int = 16 * 1024 * 1024
     # Backend name -> host:port, from GENAI_GATEWAY_<NAME>_TARGET (an empty value: not deployed, its routes
     # answer 503); the names and default ports are genai_core.services.SERVICES.
@@ -37,8 +38,8 @@ class GatewaySettings:
             raise ValueError("port must be between 0 and 65535")
         if self.request_timeout <= 0 or self.train_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        if self.generation_timeout < 0 or self.seconds_per_input < 0:
-            raise ValueError("generation_timeout and seconds_per_input must not be negative")
+        if self.generation_timeout < 0 or self.seconds_per_input < 0 or self.responses_kept < 0:
+            raise ValueError("generation_timeout, seconds_per_input and responses_kept must not be negative")
         unknown = sorted(set(self.targets) - set(SERVICES))
         if unknown:
             raise ValueError(f"unknown backends {unknown}; known: {', '.join(SERVICES)}")

@@ -72,7 +72,7 @@ def _bad(param: str, message: str) -> GatewayError:
 
 
 
-async def _model_name(request: Request, requested: str) -> str:
+async def model_name(request: Request, requested: str) -> str:
     """The model a stream's chunks name: the request's, or (empty) the inference service's default, looked up
     once per gateway; a stream cannot wait for its final message to say which model ran."""
     if requested:
@@ -85,7 +85,7 @@ async def _model_name(request: Request, requested: str) -> str:
     return state.default_model
 
 
-def _canceller(request: Request, request_ids: Sequence[str]):
+def canceller(request: Request, request_ids: Sequence[str]):
     """Sends Cancel for each request id: what frees the service's slots when a client leaves a unary call."""
     stub = calls.stub(request, "inference")
 
@@ -233,7 +233,7 @@ def _constraint(
         message.constraint.json_schema.CopyFrom(_struct(fmt.json_schema.schema_, "response_format.json_schema.schema"))
 
 
-def _chat_request(body: api.ChatCompletionRequest, rid: str) -> tuple[pb.ChatRequest, dict[str, str]]:
+def chat_request(body: api.ChatCompletionRequest, rid: str) -> tuple[pb.ChatRequest, dict[str, str]]:
     if body.top_logprobs is not None and not body.logprobs:
         raise _bad("top_logprobs", "set logprobs to true to use top_logprobs")
     if body.stream_options is not None and not body.stream:
@@ -278,7 +278,7 @@ def _token_logprobs(items: Sequence[pb.TokenLogprob]) -> list[dict[str, Any]]:
     ]
 
 
-def _arguments(tool_call: pb.ToolCall) -> str:
+def tool_arguments(tool_call: pb.ToolCall) -> str:
     if tool_call.HasField("arguments"):
         return json.dumps(struct_to_dict(tool_call.arguments), ensure_ascii=False)
     return tool_call.unparsed_arguments
@@ -288,7 +288,7 @@ def _tool_call_json(tool_call: pb.ToolCall) -> dict[str, Any]:
     return {
         "id": tool_call.id or f"call_{uuid.uuid4().hex[:24]}",
         "type": "function",
-        "function": {"name": tool_call.name, "arguments": _arguments(tool_call)},
+        "function": {"name": tool_call.name, "arguments": tool_arguments(tool_call)},
     }
 
 
@@ -381,19 +381,19 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     legacy = openai_legacy.uses_legacy(body)
     if legacy:
         body = openai_legacy.as_tools(body)
-    message, renames = _chat_request(body, rid)
+    message, renames = chat_request(body, rid)
     stub = calls.stub(request, "inference")
     timeout = calls.deadlines(request).generate()
     if body.stream:
         streaming = pb.ChatStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
         streams = await sse.open_streams([lambda: stub.ChatStream(streaming, timeout=timeout)], [renames])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        model = await _model_name(request, body.model)
+        model = await model_name(request, body.model)
         frames = _chat_chunks(streams[0], rid=rid, created=created, model=model, include_usage=include_usage)
         if legacy:
             frames = openai_legacy.stream(frames)
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    reply = await calls.unary(request, stub.Chat(message, timeout=timeout), renames, _canceller(request, [rid]))
+    reply = await calls.unary(request, stub.Chat(message, timeout=timeout), renames, canceller(request, [rid]))
     completion = api.ChatCompletion(
         id=f"chatcmpl-{rid}",
         object="chat.completion",
@@ -540,7 +540,7 @@ async def completions(body: api.CompletionRequest, request: Request):
             streams,
             rid=rid,
             created=created,
-            model=await _model_name(request, body.model),
+            model=await model_name(request, body.model),
             n=body.n,
             logprobs=body.logprobs is not None,
             include_usage=include_usage,
@@ -548,7 +548,7 @@ async def completions(body: api.CompletionRequest, request: Request):
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
     replies = await calls.unary_all(
         request, [stub.Generate(m, timeout=timeout) for m in messages], renames,
-        _canceller(request, [m.request_id for m in messages]),
+        canceller(request, [m.request_id for m in messages]),
     )
     choices, usage = (
         [],
