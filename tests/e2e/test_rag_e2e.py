@@ -11,7 +11,8 @@ import json
 
 import httpx
 import pytest
-from genai_retrieval.testing import make_pdf
+
+from tests.support.pdf import make_pdf
 
 pytestmark = pytest.mark.e2e
 
