@@ -174,9 +174,9 @@ def _condition(c: pb.Condition, path: str):  # noqa: ANN202
 def filter_(f: pb.Filter, path: str = "filter") -> Filter:
     """The request's filter; an error names the bad condition's path, such as ``filter.must[0].field.key``."""
     return Filter(
-        must=[_condition(c, f"{path}.must[{i}]") for i, c in enumerate(f.must)],
-        should=[_condition(c, f"{path}.should[{i}]") for i, c in enumerate(f.should)],
-        must_not=[_condition(c, f"{path}.must_not[{i}]") for i, c in enumerate(f.must_not)],
+        must=tuple(_condition(c, f"{path}.must[{i}]") for i, c in enumerate(f.must)),
+        should=tuple(_condition(c, f"{path}.should[{i}]") for i, c in enumerate(f.should)),
+        must_not=tuple(_condition(c, f"{path}.must_not[{i}]") for i, c in enumerate(f.must_not)),
     )
 
 

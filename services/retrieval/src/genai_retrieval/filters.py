@@ -48,15 +48,15 @@ def value_range(key: str, bounds: Mapping[str, float | str | None], path: str, d
 
 def documents(ids: Sequence[str]) -> Filter:
     """Every chunk of the named documents."""
-    return Filter(must=[MatchAny(DOCUMENT_ID, tuple(ids))])
+    return Filter(must=(MatchAny(DOCUMENT_ID, tuple(ids)),))
 
 
 def first_chunk(document_id: str) -> Filter:
     """The chunk that stands for the document."""
-    return Filter(must=[Match(DOCUMENT_ID, document_id), Match(CHUNK_INDEX, 0)])
+    return Filter(must=(Match(DOCUMENT_ID, document_id), Match(CHUNK_INDEX, 0)))
 
 
-FIRST_CHUNKS = Filter(must=[Match(CHUNK_INDEX, 0)])  # one chunk per document: listings and counts
+FIRST_CHUNKS = Filter(must=(Match(CHUNK_INDEX, 0),))  # one chunk per document: listings and counts
 
 
 def combine(*filters: Filter | None) -> Filter | None:
@@ -66,4 +66,4 @@ def combine(*filters: Filter | None) -> Filter | None:
         return None
     if len(parts) == 1:
         return parts[0]
-    return Filter(must=list(parts))
+    return Filter(must=tuple(parts))

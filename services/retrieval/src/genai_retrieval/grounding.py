@@ -4,6 +4,7 @@ citations read back from the ``[n]`` markers the model writes.
 Functions over domain values only (no I/O, no protobuf), so any caller that has search results and a chat
 model can ground an answer the same way:
 
+    >>> from genai_retrieval.types import Chunk, SearchResult
     >>> contexts = [SearchResult(Chunk("c1", "paris", 0, "Paris is the capital of France."), 0.9)]
     >>> grounded_messages("What is the capital of France?", contexts)[1].content.splitlines()[1]
     '[1] Paris is the capital of France.'

@@ -12,7 +12,7 @@ picks the default.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -280,9 +280,9 @@ class Range:
 class Filter:
     """Conditions on chunk payloads; a condition is a ``Match``, ``MatchAny``, ``Range`` or a nested ``Filter``."""
 
-    must: Sequence[Condition] = ()
-    should: Sequence[Condition] = ()
-    must_not: Sequence[Condition] = ()
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
 
     def empty(self) -> bool:
         return not (self.must or self.should or self.must_not)
