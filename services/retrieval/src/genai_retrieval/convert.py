@@ -141,8 +141,8 @@ def _rfc3339(ts: timestamp_pb2.Timestamp) -> str:
     return ts.ToDatetime().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _bounds(msg: message.Message, convert=lambda x: x) -> dict[str, Any]:  # noqa: ANN001
-    return {b: convert(getattr(msg, b)) if msg.HasField(b) else None for b in ("gt", "gte", "lt", "lte")}
+def _bounds(msg: message.Message, as_value=lambda x: x) -> dict[str, Any]:  # noqa: ANN001
+    return {b: as_value(getattr(msg, b)) if msg.HasField(b) else None for b in ("gt", "gte", "lt", "lte")}
 
 
 def _field(f: pb.FieldCondition, path: str):  # noqa: ANN202

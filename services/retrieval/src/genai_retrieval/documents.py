@@ -42,7 +42,10 @@ class Documents:
 
     async def delete(self, tenant: str, collection: str, document_ids: Sequence[str] | None,
                      flt: Filter | None) -> Deleted:
-        """Delete the named documents, or every document with a chunk matching ``flt`` (one of the two)."""
+        """Delete the named documents, or every document with a chunk matching ``flt`` (one of the two).
+
+        The owner of the selector's rules; ``convert`` only says which one the request set.
+        """
         c = await self._catalog.get(tenant, collection)
         if document_ids is not None:
             if not document_ids:

@@ -99,7 +99,10 @@ class Ingestion:
 
     async def _prepare(self, c: Collection, documents: Sequence[DocumentInput],
                        options: ChunkingOptions) -> list[_Prepared]:
-        """Check, parse and chunk every document, and decide whether it is created, replaced or unchanged."""
+        """Check, parse and chunk every document, and decide whether it is created, replaced or unchanged.
+
+        The owner of the rules about a request's documents (how many, ids, size, emptiness, content).
+        """
         s = self._settings
         if not documents:
             raise InvalidArgument.for_field("documents", "send at least one document")

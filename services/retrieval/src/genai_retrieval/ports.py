@@ -16,7 +16,7 @@ class Embeddings(Protocol):
     """The embedding service: model facts, dense + sparse vectors, cross-encoder scores."""
 
     async def model(self, name: str) -> EmbeddingModel:
-        """The model ``name`` (empty: the service's default)."""
+        """What the service says about model ``name``: its revision and sizes."""
         ...
 
     async def embed(
