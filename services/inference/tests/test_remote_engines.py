@@ -26,9 +26,7 @@ async def gateway_url(inference):
     deferred: Deferred = Deferred("inference engine")
     deferred.set(inference)
     async with running_server([service_spec(deferred)]) as (server, _channel):
-        settings = GatewaySettings(
-            inference_target=f"127.0.0.1:{server.port}", tokenizer_target="", request_timeout=120
-        )
+        settings = GatewaySettings(targets={"inference": f"127.0.0.1:{server.port}"}, request_timeout=120)
         async with serve_gateway(settings) as url:
             yield url
 
