@@ -25,6 +25,7 @@ class GatewaySettings:
     generation_timeout: float = 0.0  # seconds; 0: generation has no deadline and ends when its client leaves
     seconds_per_input: float = 0.25  # added to the base deadline per embedding input, passage, chunk, candidate
     train_timeout: float = 900.0  # seconds; tokenizer training may read large corpora
+    ingest_async_bytes: int = 256 * 1024  # larger document uploads run as an operation (202 + GET /v1/operations)
     responses_kept: int = 1000  # stored /v1/responses kept in memory (the oldest is forgotten first)
     max_body_bytes: int = 16 * 1024 * 1024
     # Backend name -> host:port, from GENAI_GATEWAY_<NAME>_TARGET (an empty value: not deployed, its routes

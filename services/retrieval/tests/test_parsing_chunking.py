@@ -57,3 +57,12 @@ def test_chunking_options_fall_back_and_are_checked():
         with pytest.raises(InvalidArgument) as err:
             chunking.resolve(options, base, "chunking")
         assert err.value.field_violations[0].field == field
+
+
+@pytest.mark.parametrize("mime", ["text/plain", "text/markdown", "text/html"])
+def test_binary_content_is_not_text(mime):
+    # An executable's header decodes as UTF-8 ("MZ\0\0..."); its NUL bytes give it away.
+    with pytest.raises(InvalidArgument, match="NUL bytes"):
+        parsing.parse("documents[0]", mime, None, b"MZ\x00\x00\x03\x00\x00\x00")
+    with pytest.raises(InvalidArgument, match="NUL bytes"):
+        parsing.parse("documents[0]", mime, "text\x00more", None)

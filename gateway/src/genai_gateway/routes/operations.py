@@ -38,7 +38,8 @@ def _stub(request: Request, operation_id: str) -> Any:
     return calls.stub_of_operations(request, service)
 
 
-def _json(operation) -> dict[str, Any]:
+def operation_json(operation) -> dict[str, Any]:
+    """A ``genai.type.v1.Operation`` as HTTP JSON (the ``Operation`` model): Any fields keep their "@type"."""
     return json_format.MessageToDict(operation, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
 
@@ -50,7 +51,7 @@ async def _ask(request: Request, operation_id: str, rpc: str, message: Any) -> d
         if exc.code == "unimplemented":  # the service runs no operations
             raise _missing(operation_id) from exc
         raise
-    return _json(reply.operation)
+    return operation_json(reply.operation)
 
 
 @router.get("/v1/operations/{operation_id}", response_model=api.Operation, response_model_exclude_none=True,

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai_core.limits import PROTO_MAX, PROTO_MIN, RETRIEVAL
 from genai_core.structs import whole_numbers
@@ -23,6 +24,8 @@ from genai_gateway.openapi import inline_schema, stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import retrieval_protocol as api
 from genai_gateway.routes._fields import set_present
+from genai_gateway.routes.operations import operation_json
+from genai_gateway.routes.operations_protocol import Operation
 from genai_gateway.routing import ApiRoute
 
 router = APIRouter(tags=["retrieval"], route_class=ApiRoute)
@@ -170,20 +173,33 @@ async def delete_collection(collection: Collection, request: Request, x_tenant: 
 # ------------------------------------------------------------------------------------------------ documents
 
 
+def _wants_operation(request: Request, size: int) -> bool:
+    """Large ingests (or any, with ``Prefer: respond-async``, RFC 7240) run as a long-running operation."""
+    prefer = {p.strip().lower() for p in request.headers.get("prefer", "").split(",")}
+    return "respond-async" in prefer or size > request.app.state.settings.ingest_async_bytes
+
+
 async def _ingest(request: Request, tenant: str, collection: str, docs: list[pb.DocumentInput],
-                  chunking: pb.ChunkingOptions) -> dict[str, Any]:
+                  chunking: pb.ChunkingOptions, renames: dict[str, str] = RENAMES) -> Any:
     message = pb.IngestDocumentsRequest(request_id=calls.request_id(request), tenant=tenant, collection=collection,
                                         documents=docs, chunking=chunking)
     size = sum(len(d.text.encode()) + len(d.data) for d in docs)
+    stub = calls.stub(request, "retrieval")
+    if _wants_operation(request, size):
+        started = await calls.unary(request, stub.StartIngestDocuments(
+            pb.StartIngestDocumentsRequest.FromString(message.SerializeToString())), renames)  # same fields
+        operation = operation_json(started.operation)
+        return JSONResponse(operation, status_code=202, headers={"Location": f"/v1/{operation['name']}"})
     timeout = calls.deadlines(request).ingest(len(docs), size)
-    reply = await calls.unary(request, calls.stub(request, "retrieval").IngestDocuments(message, timeout=timeout),
-                              RENAMES)
+    reply = await calls.unary(request, stub.IngestDocuments(message, timeout=timeout), renames)
     return _json(reply)
 
 
 @router.post(
     "/v1/collections/{collection}/documents",
     summary="Add or replace documents: JSON {documents: [...]}, or multipart files with a `metadata` form field",
+    responses={202: {"model": Operation, "description": "Large uploads (over GENAI_GATEWAY_INGEST_ASYNC_BYTES) or "
+                     "`Prefer: respond-async`: the ingest runs as an operation; GET the `Location` for its result."}},
     openapi_extra={"requestBody": {"content": {
         "application/json": {"schema": inline_schema(api.DocumentsIn)},
         "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
@@ -235,23 +251,18 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
         name = f.filename or "upload"
         suffix = name[name.rfind("."):].lower() if "." in name else ""
         mime = EXTENSIONS.get(suffix) or (f.content_type or "text/plain").split(";")[0]
-        if mime == "application/octet-stream":
-            mime = "text/plain"
-        data = await f.read()
+        if mime == "application/octet-stream" and not suffix:
+            mime = "text/plain"  # a file without extension may be text; the service rejects it if it is binary
         stem = name.rsplit("/", 1)[-1]
-        doc = pb.DocumentInput(document_id=stem, mime_type=mime, title=stem, source_uri=name,
+        # The bytes as they are: the service decodes and checks them (UTF-8, not binary, a supported type).
+        doc = pb.DocumentInput(document_id=stem, mime_type=mime, title=stem, source_uri=name, data=await f.read(),
                                metadata=_struct({"filename": stem, **metadata}))
-        if mime == "application/pdf":
-            doc.data = data
-        else:
-            try:
-                doc.text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _bad(f"files[{len(docs)}]", f"{name} is not UTF-8 text") from None
         docs.append(doc)
     size = number("chunk_size_tokens", RETRIEVAL.min_chunk_size_tokens, RETRIEVAL.max_chunk_size_tokens)
     overlap = number("chunk_overlap_tokens", 0, RETRIEVAL.max_chunk_size_tokens - 1)
-    return await _ingest(request, tenant, collection, docs, _chunking(size, overlap))
+    # The service names documents[i]; a multipart client sent files[i].
+    return await _ingest(request, tenant, collection, docs, _chunking(size, overlap),
+                         {r"^documents\[(\d+)\][.\w]*": r"files[\1]", **RENAMES})
 
 
 @router.get("/v1/collections/{collection}/documents", summary="List documents")

@@ -10,11 +10,12 @@ from contextlib import AsyncExitStack
 
 from genai_core.deferred import Deferred
 from genai_core.downstream import Downstream
+from genai_core.operations import Operations
 from genai_core.server import run_service
 
 from genai_retrieval.clients import ChatClient, EmbeddingClient, PackingClient
 from genai_retrieval.pipelines import Pipelines
-from genai_retrieval.servicer import service_spec
+from genai_retrieval.servicer import service_specs
 from genai_retrieval.settings import NAME, PREFIX, Settings
 from genai_retrieval.store import open_store
 
@@ -26,6 +27,7 @@ def main() -> None:
     s = settings.retrieval
     pipelines: Deferred[Pipelines] = Deferred("retrieval store")
     opened = AsyncExitStack()  # what ready opened, closed in reverse order
+    operations = Operations(NAME)  # long-running ingests; cancelled on close, before the store closes
 
     async def ready() -> None:
         downstream = Downstream(settings.downstream, caller_prefix=PREFIX)  # aio channels: inside the loop
@@ -37,10 +39,11 @@ def main() -> None:
 
     async def close() -> None:
         # run_service calls this after the drain: no call uses the store or the channels any more.
+        await operations.close()
         await opened.aclose()
         logger.info("closed the vector store (%s) and the downstream channels", s.data_dir)
 
-    asyncio.run(run_service(settings.server, NAME, [service_spec(pipelines)], ready=ready, close=close))
+    asyncio.run(run_service(settings.server, NAME, service_specs(pipelines, operations), ready=ready, close=close))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai.type.v1 import error_pb2, usage_pb2
 from genai_core import rpc
 from genai_core.errors import InvalidArgument
+from genai_core.operations_servicer import Converters
 from genai_core.structs import struct_to_dict
 from google.protobuf import message, struct_pb2, timestamp_pb2
 
 from genai_retrieval import filters
+from genai_retrieval.ingestion import INGEST_OPERATION
 from genai_retrieval.types import (
     AnswerDone,
     AnswerEvent,
@@ -308,13 +310,26 @@ def _since(started: float) -> usage_pb2.Timings:
     return rpc.timings(time.perf_counter() - started)
 
 
+def ingest_progress(event: IngestProgress) -> pb.IngestProgress:
+    return pb.IngestProgress(document_id=event.document_id, stage=STAGES[event.stage],
+                             documents_done=event.documents_done, documents_total=event.documents_total,
+                             chunks_done=event.chunks_done, chunks_total=event.chunks_total)
+
+
+def ingested(summary: Ingested, request_id: str = "", started: float | None = None) -> pb.IngestDocumentsResponse:
+    return pb.IngestDocumentsResponse(
+        request_id=request_id, results=[document_result(r) for r in summary.results], usage=rpc.usage(summary.tokens),
+        timings=_since(started) if started is not None else None)
+
+
+# How the long-running ingest's progress and result travel in genai.type.v1.Operation (metadata, response).
+OPERATIONS = {INGEST_OPERATION: Converters(progress=ingest_progress, result=ingested)}
+
+
 def _ingest_event(event: IngestEvent, started: float) -> tuple[str, message.Message]:
     match event:
         case IngestProgress():
-            return "progress", pb.IngestProgress(
-                document_id=event.document_id, stage=STAGES[event.stage], documents_done=event.documents_done,
-                documents_total=event.documents_total, chunks_done=event.chunks_done,
-                chunks_total=event.chunks_total)
+            return "progress", ingest_progress(event)
         case DocumentResult():
             return "document", document_result(event)
         case Ingested():

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genai_core.errors import InvalidArgument
+from genai_core.operations import Operation, Operations, Report
 
 from genai_retrieval import chunking, filters, parsing, payloads
 from genai_retrieval.catalog import Catalog
@@ -41,6 +42,8 @@ from genai_retrieval.types import (
 from genai_retrieval.vectors import Vectors
 
 logger = logging.getLogger(__name__)
+
+INGEST_OPERATION = "retrieval.ingest"  # the kind of the long-running ingest (genai_core.operations)
 
 
 @dataclass
@@ -96,6 +99,26 @@ class Ingestion:
             yield result
         await self._catalog.touch(c)
         yield Ingested(results, tokens)
+
+    async def collect(self, tenant: str, collection: str, documents: Sequence[DocumentInput],
+                      options: ChunkingOptions, report: Report | None = None) -> Ingested:
+        """``run`` to the end: each progress event goes to ``report``; the summary is returned."""
+        summary = None
+        async for event in self.run(tenant, collection, documents, options):
+            if isinstance(event, IngestProgress) and report is not None:
+                report(event)
+            elif isinstance(event, Ingested):
+                summary = event
+        assert summary is not None  # run always ends with Ingested or raises
+        return summary
+
+    async def start(self, operations: Operations, tenant: str, collection: str, documents: Sequence[DocumentInput],
+                    options: ChunkingOptions) -> Operation:
+        """The ingest as a long-running operation: an unknown collection is an error now (404), everything
+        else (a bad document, a failed embedding) ends the operation with that error, writing nothing."""
+        await self._catalog.get(tenant, collection)
+        return operations.start(INGEST_OPERATION, tenant,
+                                lambda report: self.collect(tenant, collection, documents, options, report))
 
     async def _prepare(self, c: Collection, documents: Sequence[DocumentInput],
                        options: ChunkingOptions) -> list[_Prepared]:

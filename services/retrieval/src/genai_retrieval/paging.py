@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from genai_core.errors import InvalidArgument
+from genai_core.limits import RETRIEVAL
 
 from genai_retrieval.types import Page
 
@@ -23,4 +24,6 @@ def paginate(items: list[T], page_token: str, page_size: int) -> Page[T]:
         raise InvalidArgument.for_field("page_token", "pass the next_page_token of a previous response")
     start = int(page_token) if page_token else 0
     size = page_size or DEFAULT_PAGE
+    if size > RETRIEVAL.max_page_size:  # the one owner of this rule (the gateway's schema states the same bound)
+        raise InvalidArgument.for_field("page_size", f"must be at most {RETRIEVAL.max_page_size}")
     return Page(items[start : start + size], str(start + size) if start + size < len(items) else "")

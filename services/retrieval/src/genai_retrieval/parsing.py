@@ -78,11 +78,15 @@ def parse(field: str, mime: str, text: str | None, data: bytes | None) -> Parsed
         if data is None:
             raise InvalidArgument.for_field(f"{field}.data", "send PDF content as bytes in data")
         return _pdf(field, data)
+    where = f"{field}.text" if text is not None else f"{field}.data"
     if text is None:
         try:
             text = (data or b"").decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidArgument.for_field(f"{field}.data", f"{mime} content must be UTF-8: {exc}") from None
+            raise InvalidArgument.for_field(where, f"{mime} content must be UTF-8: {exc}") from None
+    if "\x00" in text:  # executables, images, archives: binary content that happens to decode
+        raise InvalidArgument.for_field(
+            where, f"contains NUL bytes: binary content, not {mime}; supported types are {', '.join(SUPPORTED)}")
     if mime == HTML:
         text = _html_text(text)
     return Parsed(text, mime, [0])

@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from genai_core.errors import InvalidArgument
+from genai_core.limits import RETRIEVAL
 
 from genai_retrieval import payloads
 from genai_retrieval.catalog import Catalog
@@ -68,6 +69,9 @@ def _plan(c: Collection, query: str, options: SearchOptions, path: str, max_top_
         raise InvalidArgument.for_field(
             f"{path}.mode", f"collection {c.name!r} has no sparse vectors; use SEARCH_MODE_DENSE")
     candidates = options.candidate_count if options.candidate_count is not None else CANDIDATES_PER_RESULT * top_k
+    if not 1 <= candidates <= RETRIEVAL.max_candidate_count:  # each is fetched, fused and maybe reranked
+        raise InvalidArgument.for_field(f"{path}.candidate_count",
+                                        f"must be between 1 and {RETRIEVAL.max_candidate_count}")
     candidates = max(candidates, top_k)
     return _Plan(
         top_k=top_k, mode=mode, fuse=FUSIONS[options.fusion or DEFAULT_FUSION], candidates=candidates,

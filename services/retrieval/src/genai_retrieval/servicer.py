@@ -12,18 +12,21 @@ from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
 from genai_core import rpc
 from genai_core.deferred import Deferred
+from genai_core.operations import Operations
+from genai_core.operations_servicer import operations_spec, to_proto
 from genai_core.server import ServiceSpec
 
 from genai_retrieval import convert
 from genai_retrieval.pipelines import Pipelines
-from genai_retrieval.types import Ingested
+from genai_retrieval.settings import NAME
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name
 
 
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
-    def __init__(self, pipelines: Deferred[Pipelines]) -> None:
+    def __init__(self, pipelines: Deferred[Pipelines], operations: Operations) -> None:
         self._pipelines = pipelines  # set once the store is open
+        self._operations = operations
 
     @property
     def _p(self) -> Pipelines:
@@ -64,13 +67,17 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
 
     async def IngestDocuments(self, request, context):
         start = time.perf_counter()
-        summary = None
-        async for event in self._ingest(request):
-            if isinstance(event, Ingested):
-                summary = event
-        return pb.IngestDocumentsResponse(
-            request_id=rpc.request_id(request), results=[convert.document_result(r) for r in summary.results],
-            usage=rpc.usage(summary.tokens), timings=rpc.timings(time.perf_counter() - start))
+        summary = await self._p.ingestion.collect(request.tenant, request.collection,
+                                                  convert.documents(request.documents),
+                                                  convert.chunking_options(request.chunking, "chunking"))
+        return convert.ingested(summary, rpc.request_id(request), start)
+
+    async def StartIngestDocuments(self, request, context):
+        op = await self._p.ingestion.start(self._operations, request.tenant, request.collection,
+                                           convert.documents(request.documents),
+                                           convert.chunking_options(request.chunking, "chunking"))
+        return pb.StartIngestDocumentsResponse(request_id=rpc.request_id(request),
+                                               operation=to_proto(op, convert.OPERATIONS))
 
     async def IngestDocumentsStream(self, request, context):
         start = time.perf_counter()
@@ -129,6 +136,12 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             yield pb.AnswerStreamResponse(request_id=rid, **{kind: event})
 
 
-def service_spec(pipelines: Deferred[Pipelines]) -> ServiceSpec:
-    servicer = RetrievalServicer(pipelines)
+def service_spec(pipelines: Deferred[Pipelines], operations: Operations | None = None) -> ServiceSpec:
+    """The RetrievalService; ``operations`` runs StartIngestDocuments (tests that start none may leave it out)."""
+    servicer = RetrievalServicer(pipelines, operations or Operations(NAME))
     return ServiceSpec(SERVICE_NAME, lambda server: pb_grpc.add_RetrievalServiceServicer_to_server(servicer, server))
+
+
+def service_specs(pipelines: Deferred[Pipelines], operations: Operations) -> list[ServiceSpec]:
+    """What the server mounts: the RetrievalService and the OperationsService that reads its operations."""
+    return [service_spec(pipelines, operations), operations_spec(operations, convert.OPERATIONS)]

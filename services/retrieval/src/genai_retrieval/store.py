@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from genai_core.errors import AlreadyExists, InvalidArgument, NotFound
+from genai_core.limits import RETRIEVAL
 
 from genai_retrieval.types import Filter, Match, MatchAny, Range, SparseVector
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_RE = re.compile(RETRIEVAL.name_pattern)  # tenants and collections; the gateway's schema states it too
 DENSE, SPARSE = "dense", "sparse"
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 
