@@ -104,3 +104,12 @@ async def test_bad_input(client, method, template, url, body, status, param):
         return
     assert set(error) == {"message", "type", "code", "param", "trace_id"} and error["message"]
     assert error["param"] == param, error
+
+
+@pytest.mark.parametrize(("path", "status"), [("/v1/tokenize", 400), ("/generate", 422), ("/", 422)])
+async def test_a_body_that_is_not_utf8_is_a_validation_error(client, path, status):
+    # Was FastAPI's bare "error parsing the body" (400) on every route, undocumented on the TGI ones.
+    r = await client.post(path, content=b"\xff\xfe{\x00", headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    message = r.json()["error"] if status == 422 else r.json()["error"]["message"]
+    assert "JSON" in message

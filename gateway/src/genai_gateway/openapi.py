@@ -86,6 +86,9 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             tgi = "tgi" in operation.get("tags", ())
             responses.pop("422", None)
+            for response in responses.values():  # an SSE body is events, not a JSON string
+                if "text/event-stream" in response.get("content", {}):
+                    response["content"]["text/event-stream"] = dict(SSE["text/event-stream"])
             for status, why in API_ERRORS.items():
                 if tgi and status == 400:
                     status, why = 422, "The request is invalid (TGI answers validation errors with 422)."

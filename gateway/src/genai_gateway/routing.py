@@ -64,7 +64,12 @@ class CheckedRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            value = json.loads(await self.body())
+            body = await self.body()
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:  # FastAPI reports a JSONDecodeError as a validation error, this not
+                raise json.JSONDecodeError(f"the body is not UTF-8 ({exc.reason})", "", exc.start) from None
+            value = json.loads(text)
             path = bad_text(value)
             if path is not None:
                 raise InvalidText(path)

@@ -90,8 +90,9 @@ async def test_list_is_newest_first_in_pages():
     assert [op.name for op in page] == names[::-1][2:4]
     page, token = ops.list("acme", "retrieval.ingest", page_size=2, page_token=token)
     assert [op.name for op in page] == names[:1] and token == ""
-    with pytest.raises(InvalidArgument):
-        ops.list("acme", page_token="abc")
+    for token in ("abc", "4²"):  # "4²".isdigit() is True
+        with pytest.raises(InvalidArgument):
+            ops.list("acme", page_token=token)
     await ops.close()
 
 

@@ -242,7 +242,7 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
         raw = form.get(name)
         if raw in (None, ""):
             return None
-        if not str(raw).isdigit() or not low <= int(raw) <= high:
+        if not (str(raw).isascii() and str(raw).isdigit()) or not low <= int(raw) <= high:
             raise _bad(name, f"must be an integer between {low} and {high}")
         return int(raw)
 

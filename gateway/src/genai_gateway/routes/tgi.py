@@ -259,6 +259,7 @@ async def generate(body: api.GenerateRequest, request: Request) -> api.GenerateR
 
 
 @router.post("/generate_stream", response_class=sse.EventStream,
+             responses=stream_response("One event per token; the last carries generated_text and details"),
              summary="TGI generate, streamed as server-sent events (one per token)")
 async def generate_stream(body: api.GenerateRequest, request: Request) -> sse.EventStream:
     return await _generate_stream(body, request)

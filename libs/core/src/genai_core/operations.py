@@ -116,7 +116,7 @@ class Operations:
         size = page_size or DEFAULT_PAGE_SIZE
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise InvalidArgument.for_field("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
-        if page_token and not page_token.isdigit():
+        if page_token and not (page_token.isascii() and page_token.isdigit()):
             raise InvalidArgument.for_field("page_token", "use the next_page_token of a previous response")
         start = int(page_token or 0)
         mine = [op for op in reversed(self._operations.values())

@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def paginate(items: list[T], page_token: str, page_size: int) -> Page[T]:
     """One page of ``items``; ``page_size`` 0 means ``DEFAULT_PAGE``."""
-    if page_token and not page_token.isdigit():
+    if page_token and not (page_token.isascii() and page_token.isdigit()):  # "4²".isdigit() is True
         raise InvalidArgument.for_field("page_token", "pass the next_page_token of a previous response")
     start = int(page_token) if page_token else 0
     size = page_size or DEFAULT_PAGE
