@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: load procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
 
 bench: setup ## Start the suite and measure tokenize latency through the gateway and over gRPC.
 	VENV=$(VENV) bash benchmarks/run.sh
+
+load: setup ## 64 concurrent chat streams through the gateway for 2 minutes: 429s, errors, TTFT p50/p95, RSS (not in make test).
+	$(PY) benchmarks/load.py $(LOAD_ARGS)
 
 bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
 	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
