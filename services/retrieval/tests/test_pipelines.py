@@ -67,11 +67,12 @@ class FakeEmbeddings:
 class FakeChat:
     def __init__(self, events: list[ChatEvent]) -> None:
         self.events = events
+        self.answer = "Paris [1]."
         self.requests: list[ChatRequest] = []
 
     async def chat(self, request: ChatRequest) -> ChatReply:
         self.requests.append(request)
-        return ChatReply("Paris [1].", Usage(5, 2, 7), "fake-llm", truncated=False)
+        return ChatReply(self.answer, Usage(5, 2, 7), "fake-llm", truncated=False)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         self.requests.append(request)
@@ -180,6 +181,27 @@ async def test_answer_grounds_on_the_packed_passages_only(built):
     assert (request.model, request.max_new_tokens, request.temperature, request.top_p) == ("fake-llm", 16, 0.0, None)
     assert len(answered.contexts) == 1 and answered.citations[0].document_id == kept.document_id
     assert answered.usage == Usage(5, 2, 7) and answered.retrieval_tokens > 0
+
+
+async def test_citations_follow_the_numbers_the_prompt_gave_the_sources(built):
+    # Issue 14: grounding was untested end to end; citations fell back to the top context, so a prompt
+    # without its sources passed. Here the packer keeps the third and first results, in that order, so
+    # the prompt's [1] is the third result: a marker must map to the source the prompt numbered so.
+    p, _, chat, packer = built
+    await _seed(p)
+    packer.keep = [2, 0]
+    chat.answer = "Rome is the capital of Italy [2]. Paris is the capital of France [1]."
+    answered = await p.answerer.answer("acme", "docs", "capitals of Italy and France?",
+                                       SearchOptions(mode=SearchMode.SPARSE, top_k=3), GenerationOptions())
+    prompt = chat.requests[-1].messages[-1].content
+    first, second = answered.contexts  # what the prompt numbered [1] and [2], in that order
+    for number, context in ((1, first), (2, second)):
+        assert f"[{number}] {context.chunk.title}: {context.chunk.text}" in prompt  # the sources are in the prompt
+    assert "[3]" not in prompt and len(packer.passages) == 3
+    cited = [(c.document_id, c.context_index) for c in answered.citations]
+    assert cited == [(second.chunk.document_id, 1), (first.chunk.document_id, 0)]
+    assert answered.citations[0].answer_span.start == 0  # "Rome is the capital of Italy [2]."
+    assert first.chunk.document_id != second.chunk.document_id
 
 
 async def test_answer_stream_events_and_a_failure_inference_reported(built):
