@@ -68,7 +68,9 @@ def _plan(c: Collection, query: str, options: SearchOptions, path: str, max_top_
     if mode is not SearchMode.DENSE and not c.sparse_enabled:
         raise InvalidArgument.for_field(
             f"{path}.mode", f"collection {c.name!r} has no sparse vectors; use SEARCH_MODE_DENSE")
-    candidates = options.candidate_count if options.candidate_count is not None else CANDIDATES_PER_RESULT * top_k
+    # The default rule stays within the limit (a deployment may raise max_top_k); an explicit count is checked.
+    candidates = options.candidate_count if options.candidate_count is not None else min(
+        CANDIDATES_PER_RESULT * top_k, RETRIEVAL.max_candidate_count)
     if not 1 <= candidates <= RETRIEVAL.max_candidate_count:  # each is fetched, fused and maybe reranked
         raise InvalidArgument.for_field(f"{path}.candidate_count",
                                         f"must be between 1 and {RETRIEVAL.max_candidate_count}")
