@@ -175,3 +175,14 @@ async def test_models_still_list_when_the_inference_service_is_down(embedding_ta
                 missing = await http.get("/v1/models/no-such-model")
     assert listed.status_code == 200 and [m["id"] for m in listed.json()["data"]] == [MODEL]
     assert missing.status_code == 503  # inference might know it: say it is down rather than "no such model"
+
+
+async def test_the_retrieval_side_sparse_query_equals_the_embedding_services(http):
+    # A sparse-only search computes its query in the retrieval service (genai_sparse): it must match.
+    from genai_sparse import bm25
+
+    text = "Which cities are the capitals of France and Germany?"
+    served = (await http.post("/v1/embeddings/sparse", json={"input": text})).json()["data"][0]
+    local = bm25.text_vector("bm25-english", text)
+    assert served["indices"] == local.indices
+    assert served["values"] == pytest.approx(local.values, rel=1e-6)

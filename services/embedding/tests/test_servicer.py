@@ -15,7 +15,7 @@ from genai_core.server import GrpcServer
 from genai_core.settings import ServerSettings
 from genai_core.status import field_violations
 from genai_embedding.servicer import service_spec
-from genai_embedding.sparse import term_id
+from genai_sparse.bm25 import term_id
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 TEXTS = ["Paris is the capital of France.", "The cat sat on the mat.", "Stocks fell sharply on Monday."]

@@ -7,7 +7,7 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from genai_core.errors import InvalidArgument, NotFound
+from genai_core.errors import InvalidArgument, NotFound, Unavailable
 from genai_retrieval.pipelines import Pipelines
 from genai_retrieval.settings import RetrievalSettings
 from genai_retrieval.store import EdgeStore
@@ -36,6 +36,7 @@ from genai_retrieval.types import (
     VectorConfig,
 )
 from genai_retrieval.vectors import Vectors
+from genai_sparse import bm25
 
 DIMS = 8
 
@@ -46,6 +47,7 @@ class FakeEmbeddings:
     def __init__(self) -> None:
         self.calls: list[dict] = []
         self.dims = DIMS
+        self.down = False  # True: every call fails as the embedding service being unreachable does
 
     async def model(self, name: str) -> EmbeddingModel:
         return EmbeddingModel(name, "rev-1", DIMS, supported_dimensions=(4,))
@@ -54,7 +56,13 @@ class FakeEmbeddings:
                     dimensions: int | None = None) -> Embedded:
         self.calls.append({"model": model, "texts": list(texts), "dense": dense, "sparse": sparse,
                            "sparse_model": sparse_model, "dimensions": dimensions})
+        if self.down:
+            raise Unavailable("the embedding service is unavailable; retry shortly")
         size = dimensions or self.dims
+        if sparse_model == "bm25-english":  # what the real service computes for it
+            vectors = [[t.lower().count(ch) + 0.1 for ch in "aeioustrnl"[:size]] for t in texts]
+            sparse_vectors = [bm25.text_vector(sparse_model, t) for t in texts]
+            return Embedded(vectors if dense else [], [SparseVector(v.indices, v.values) for v in sparse_vectors], 1)
         vectors = [[t.lower().count(ch) + 0.1 for ch in "aeioustrnl"[:size]] for t in texts]
         terms = [sorted({zlib.crc32(w.encode()) % 9973 for w in t.lower().split()}) for t in texts]
         return Embedded(vectors if dense else [], [SparseVector(ids, [1.0] * len(ids)) for ids in terms] if sparse else [],
@@ -202,6 +210,21 @@ async def test_citations_follow_the_numbers_the_prompt_gave_the_sources(built):
     assert cited == [(second.chunk.document_id, 1), (first.chunk.document_id, 0)]
     assert answered.citations[0].answer_span.start == 0  # "Rome is the capital of Italy [2]."
     assert first.chunk.document_id != second.chunk.document_id
+
+
+async def test_sparse_only_search_needs_no_embedding_service(built):
+    # Issue 14 defect 10: with the embedding service down, a sparse search failed too, though bm25-english
+    # terms need only the text. Hybrid and dense searches still need the service and say so.
+    p, embeddings, _, _ = built
+    await p.catalog.create("acme", CollectionSpec("words", embedding_model="fake-model", sparse_enabled=True,
+                                                  sparse_model="bm25-english"))
+    docs = [DocumentInput(document_id=k, text=t) for k, t in DOCS.items()]
+    [e async for e in p.ingestion.run("acme", "words", docs, ChunkingOptions())]
+    embeddings.down, calls = True, len(embeddings.calls)
+    found = await p.searcher.search("acme", "words", "capital of Germany", SearchOptions(mode=SearchMode.SPARSE))
+    assert found.results[0].chunk.document_id == "berlin" and len(embeddings.calls) == calls
+    with pytest.raises(Unavailable):
+        await p.searcher.search("acme", "words", "capital of Germany", SearchOptions(mode=SearchMode.HYBRID))
 
 
 async def test_answer_stream_events_and_a_failure_inference_reported(built):

@@ -19,14 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from genai_core.errors import InvalidArgument, NotFound
-
-from genai_embedding import engines
-from genai_embedding.batcher import Batcher
-from genai_embedding.metrics import EmbeddingMetrics
-from genai_embedding.model import ModelSource, resolve
-from genai_embedding.pooling import l2_normalize
-from genai_embedding.settings import EmbeddingSettings
-from genai_embedding.sparse import (
+from genai_sparse.bm25 import (
     DEFAULT_SPARSE_MODEL,
     SPARSE_ALIASES,
     SPARSE_MODELS,
@@ -35,6 +28,13 @@ from genai_embedding.sparse import (
     WordPieceAnalyzer,
     bm25_weights,
 )
+
+from genai_embedding import engines
+from genai_embedding.batcher import Batcher
+from genai_embedding.metrics import EmbeddingMetrics
+from genai_embedding.model import ModelSource, resolve
+from genai_embedding.pooling import l2_normalize
+from genai_embedding.settings import EmbeddingSettings
 
 
 class Truncation(enum.Enum):

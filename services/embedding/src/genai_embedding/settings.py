@@ -10,6 +10,7 @@ from pathlib import Path
 from genai_core.limits import EMBEDDING
 from genai_core.services import service
 from genai_core.settings import ServerSettings, load
+from genai_sparse import bm25
 
 PREFIX = service("embedding").env_prefix
 
@@ -35,9 +36,9 @@ class EmbeddingSettings:
     max_wait_ms: float = 0.0  # extra wait for companions when the model is idle (0: run at once; see batcher)
     max_queue: int = 256  # requests waiting for the batcher; more get RESOURCE_EXHAUSTED
     max_request_inputs: int = EMBEDDING.max_request_inputs  # inputs one request (or stream batch, or rerank) may carry
-    sparse_k1: float = 1.2
-    sparse_b: float = 0.75
-    sparse_avg_doc_tokens: float = 100.0  # BM25 average document length in analysed terms (~a 200-token chunk)
+    sparse_k1: float = bm25.K1
+    sparse_b: float = bm25.B
+    sparse_avg_doc_tokens: float = bm25.AVG_DOC_TERMS  # BM25 average document length in analysed terms (~a 200-token chunk)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):

@@ -22,6 +22,7 @@ from genai_retrieval.settings import RetrievalSettings
 from genai_retrieval.store import DENSE, SPARSE, Hit, Store
 from genai_retrieval.types import (
     Collection,
+    Embedded,
     Filter,
     Searched,
     SearchMode,
@@ -30,7 +31,7 @@ from genai_retrieval.types import (
     SparseVector,
     StageScores,
 )
-from genai_retrieval.vectors import Vectors
+from genai_retrieval.vectors import Vectors, local_sparse_query
 
 DEFAULT_TOP_K = 10
 CANDIDATES_PER_RESULT = 4  # candidates gathered per requested result when fusing or reranking
@@ -133,7 +134,11 @@ class Searcher:
 
     async def _gather(self, c: Collection, query: str, plan: _Plan) -> tuple[dict[str, list[Hit]], int]:
         """Each stage's hits, best first (dense before sparse), and the query's embedding tokens."""
-        got = await self._vectors.encode(c, [query], sparse=plan.sparse, dense=plan.dense)
+        local = local_sparse_query(c, query) if plan.sparse and not plan.dense else None
+        if local is not None:  # a sparse-only search with a text analyzer: no embedding service involved
+            got = Embedded([], [local], 0)
+        else:
+            got = await self._vectors.encode(c, [query], sparse=plan.sparse, dense=plan.dense)
         sparse_q: SparseVector | None = got.sparse[0] if plan.sparse else None
         queries = {DENSE: got.dense[0] if plan.dense else None,
                    SPARSE: sparse_q if sparse_q is not None and sparse_q.indices else None}  # stop words only: no terms

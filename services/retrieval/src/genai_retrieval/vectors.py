@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from genai_core.errors import InvalidArgument
+from genai_sparse import bm25
 
 from genai_retrieval.ports import Embeddings
-from genai_retrieval.types import Collection, Embedded
+from genai_retrieval.types import Collection, Embedded, SparseVector
+
+
+def local_sparse_query(collection: Collection, query: str) -> SparseVector | None:
+    """The query's sparse vector computed here (the same analyzer the embedding service runs), when the
+    collection's sparse model needs nothing but the text; None when only the embedding service can (the
+    WordPiece model needs its tokenizer). A sparse-only search then works while the embedding service is
+    down (issue 14, defect 10), and is one hop shorter."""
+    vector = bm25.text_vector(bm25.SPARSE_ALIASES.get(collection.sparse_model, collection.sparse_model), query)
+    return SparseVector(vector.indices, vector.values) if vector is not None else None
 
 
 class Vectors:
