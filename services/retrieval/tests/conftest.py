@@ -75,9 +75,9 @@ async def tokenizer_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
 @pytest.fixture(scope="session")
 async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     import torch
-    from genai_inference import engines
+    from genai_inference import backends
+    from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
-    from genai_inference.service import Inference
     from genai_inference.servicer import service_spec
     from genai_inference.settings import InferenceSettings
 
@@ -85,7 +85,7 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     settings = InferenceSettings(cache_dir=cache_dir, data_dir=tmp_path_factory.mktemp("inf"), max_batch_size=4,
                                  max_new_tokens=32)
     try:
-        built = engines.build(settings, InferenceMetrics())
+        built = backends.build(settings, InferenceMetrics())
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"the default inference model did not load: {exc}")
     await built.backend.start()
