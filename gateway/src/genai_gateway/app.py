@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from genai_gateway import errors
@@ -14,6 +13,7 @@ from genai_gateway.clients import Backends
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
 from genai_gateway.routes import embeddings, health, openai, retrieval, tgi, tokenizer
 from genai_gateway.settings import GatewaySettings
+from genai_gateway.tracing import instrument
 
 DESCRIPTION = """One HTTP front door for the GenAI platform's gRPC services.
 
@@ -44,5 +44,5 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics")
+    instrument(app, tracer_provider)  # outermost
     return app

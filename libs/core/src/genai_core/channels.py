@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace import TracerProvider
+
+from genai_core.tracing import ClientTracing
 
 
 def _service_config(max_attempts: int) -> str:
@@ -70,7 +71,7 @@ def create_channel(
         ("grpc.service_config", _service_config(max_attempts)),
     ]
     interceptors = [
-        *aio_client_interceptors(tracer_provider=tracer_provider),
+        ClientTracing(target, tracer_provider),
         _DefaultDeadline(default_timeout),
     ]
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

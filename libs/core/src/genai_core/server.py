@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from genai_core.logs import setup_logging
@@ -26,6 +25,7 @@ from genai_core.metrics import GrpcMetrics
 from genai_core.settings import ServerSettings
 from genai_core.status import ErrorInterceptor
 from genai_core.telemetry import setup_telemetry
+from genai_core.tracing import ServerTracing
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class GrpcServer:
         self._names = [s.name for s in services]
         self.metrics = metrics or GrpcMetrics(",".join(self._names))
         interceptors = [
-            aio_server_interceptor(tracer_provider=tracer_provider),
+            ServerTracing(tracer_provider),
             self.metrics.interceptor(),
             ErrorInterceptor(),
         ]
@@ -126,7 +126,9 @@ async def run_service(
     calls have drained, and also when loading failed or was interrupted.
     """
     setup_logging(service_name, settings.log_level)
-    provider = setup_telemetry(service_name, settings.otlp_endpoint)
+    metrics = metrics or GrpcMetrics(",".join(s.name for s in services))
+    provider = setup_telemetry(service_name, settings.otlp_endpoint, (metrics.stage_processor(),),
+                               capture_content=settings.capture_content)
     server = GrpcServer(settings, services, tracer_provider=provider, metrics=metrics)
     if settings.metrics_port:
         server.metrics.serve(settings.host, settings.metrics_port)
