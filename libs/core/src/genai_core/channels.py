@@ -7,7 +7,7 @@ import json
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
-from genai_core.tracing import ClientTracing
+from genai_core.tracing import client_interceptors
 
 
 def _service_config(max_attempts: int) -> str:
@@ -71,7 +71,7 @@ def create_channel(
         ("grpc.service_config", _service_config(max_attempts)),
     ]
     interceptors = [
-        ClientTracing(target, tracer_provider),
+        *client_interceptors(target, tracer_provider),
         _DefaultDeadline(default_timeout),
     ]
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -196,18 +195,13 @@ class _MetadataSetter:
         carrier[key] = value
 
 
-class ClientTracing(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _ClientTracing:
     """One CLIENT span per traced call, ended by the call's done callback (any ending, any task)."""
 
     def __init__(self, target: str = "", tracer_provider: Any = None) -> None:
         self._provider = tracer_provider
         host, _, port = target.rpartition(":")
-        self._server = {"server.address": host or target}
+        self._server: dict[str, Any] = {"server.address": host or target}
         if port.isdigit():
             self._server["server.port"] = int(port)
 
@@ -232,42 +226,136 @@ class ClientTracing(
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             span.end()
             raise
-        call.add_done_callback(lambda done: _end_client_soon(span, done))
-        return call
+        return TracedCall(call, span)
 
+
+# grpc.aio files a channel's interceptor under the first of these interfaces it implements, so each kind of
+# call needs an object of its own.
+class _UnaryUnary(_ClientTracing, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await self._intercept(continuation, client_call_details, request)
 
+
+class _UnaryStream(_ClientTracing, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await self._intercept(continuation, client_call_details, request)
 
+
+class _StreamUnary(_ClientTracing, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
         return await self._intercept(continuation, client_call_details, request_iterator)
 
+
+class _StreamStream(_ClientTracing, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
         return await self._intercept(continuation, client_call_details, request_iterator)
 
 
-def _end_client_soon(span: Span, call: grpc.aio.Call) -> None:
-    # The status is read with coroutines, and a done callback is plain: end the span from a task, at the
-    # time the call ended.
-    ended = time.time_ns()
-    local_cancel = call.cancelled()
-    try:
-        asyncio.get_running_loop().create_task(_end_client(span, call, ended, local_cancel))
-    except RuntimeError:  # no loop left (interpreter shutdown): end without the status
-        span.end(ended)
+def client_interceptors(target: str = "", tracer_provider: Any = None) -> list[grpc.aio.ClientInterceptor]:
+    """The span interceptors of a channel to ``target`` (host:port), one per kind of call."""
+    return [kind(target, tracer_provider) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
-async def _end_client(span: Span, call: grpc.aio.Call, ended: int, local_cancel: bool) -> None:
-    try:
-        code, details = await call.code(), await call.details()
-    except Exception:  # noqa: BLE001 - a span must end even if the status cannot be read
-        code, details = grpc.StatusCode.UNKNOWN, "status not readable"
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
-    if local_cancel and code is grpc.StatusCode.CANCELLED:
-        # The caller stopped: it read what it needed (a stream's `complete`) or its own client left.
-        span.add_event("cancelled", {"reason": "the caller stopped the call"})
-    elif code is not grpc.StatusCode.OK:
-        span.set_status(Status(StatusCode.ERROR, details or code.name))
-    span.end(ended)
+class TracedCall:
+    """The call a caller gets back: the real one, whose span ends with it, however it ends.
+
+    At its end (a stream read to EOF, a unary call awaited, a failure), when the caller cancels it (the
+    gateway and ``genai_core.downstream`` do once a stream's ``complete`` arrived, or when their own client
+    left), or when the caller lets go of it unfinished. It holds the call; the call never holds it, so a
+    call abandoned without ``cancel()`` is still freed, and cancelled by grpc, at once. (A done callback
+    would make the pending call keep itself alive.)
+    """
+
+    def __init__(self, call: Any, span: Span) -> None:
+        self._call = call
+        self._span: Span | None = span
+
+    def __getattr__(self, name: str) -> Any:  # metadata, code(), details(), write(), ...: the real call's
+        return getattr(self._call, name)
+
+    def _end(self, code: grpc.StatusCode, details: str = "", by_caller: bool = False) -> None:
+        span, self._span = self._span, None
+        if span is None:
+            return
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if by_caller:
+            # Not an error: the caller read what it needed (a stream's `complete`) or its own client left.
+            span.add_event("cancelled", {"reason": "the caller stopped the call"})
+        elif code is not grpc.StatusCode.OK:
+            span.set_status(Status(StatusCode.ERROR, details or code.name))
+        span.end()
+
+    async def _end_with_status(self) -> None:
+        if self._span is not None:
+            self._end(await self._call.code(), await self._call.details())
+
+    def _abandoned(self) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            span.add_event("abandoned", {"reason": "the caller let go of the call before reading its status"})
+            span.end()
+
+    def cancel(self) -> bool:
+        cancelled = self._call.cancel()
+        if cancelled:
+            self._end(grpc.StatusCode.CANCELLED, by_caller=True)
+        elif self._span is not None:  # it had ended already: keep its own status
+            try:
+                asyncio.get_running_loop().create_task(self._end_with_status())
+            except RuntimeError:  # no loop: cancelled while being freed after the loop stopped
+                self._abandoned()
+        return cancelled
+
+    def _interrupted(self) -> None:
+        # The task reading the call was cancelled, and grpc cancels the call with it.
+        if self._call.done():
+            self._end(grpc.StatusCode.CANCELLED, by_caller=True)
+
+    async def read(self) -> Any:
+        try:
+            message = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            self._end(exc.code(), exc.details() or "")
+            raise
+        except asyncio.CancelledError:
+            self._interrupted()
+            raise
+        if message is grpc.aio.EOF:
+            await self._end_with_status()
+        return message
+
+    def __aiter__(self):
+        return self._messages()
+
+    async def _messages(self):
+        try:
+            async for message in self._call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            self._end(exc.code(), exc.details() or "")
+            raise
+        except asyncio.CancelledError:
+            self._interrupted()
+            raise
+        await self._end_with_status()
+
+    def __await__(self):
+        try:
+            response = yield from self._call.__await__()
+        except grpc.aio.AioRpcError as exc:
+            self._end(exc.code(), exc.details() or "")
+            raise
+        except asyncio.CancelledError:
+            self._end(grpc.StatusCode.CANCELLED, by_caller=True)
+            raise
+        self._end(grpc.StatusCode.OK)
+        return response
+
+    def __del__(self) -> None:
+        if getattr(self, "_span", None) is not None:  # let go of unfinished: grpc cancels the call itself
+            self._abandoned()
+
+
+# grpc.aio accepts what an interceptor returns as the call only if it is one of these.
+for _base in (grpc.aio.UnaryUnaryCall, grpc.aio.UnaryStreamCall, grpc.aio.StreamUnaryCall, grpc.aio.StreamStreamCall):
+    _base.register(TracedCall)
