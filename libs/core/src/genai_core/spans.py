@@ -140,6 +140,11 @@ class GenAISpan:
         return self._set(attributes) if capture_content() else self
 
     @property
+    def captures(self) -> bool:
+        """Whether content would be recorded: skip preparing prompts and outputs when it would not."""
+        return self._on and capture_content()
+
+    @property
     def _llm(self) -> bool:
         return self.operation.kind == "LLM"
 
@@ -225,15 +230,20 @@ class GenAISpan:
         return self._set(attributes)
 
     def first_token(self, seconds: float | None = None) -> None:
-        """The time to the first token (or chunk): a ``gen_ai.first_token`` event now, and the
-        ``gen_ai.response.time_to_first_chunk`` attribute in seconds since the span started (or ``seconds``)."""
+        """The time to the first token (or chunk): a ``gen_ai.first_token`` event and the
+        ``gen_ai.response.time_to_first_chunk`` attribute. Call it when the first token leaves (the event is
+        now, the time is since the span started), or afterwards with the measured ``seconds`` (the event is
+        placed that long after the span's start)."""
         if not self._on:
             return
+        start = getattr(self.span, "start_time", None)
+        at = None
         if seconds is None:
-            start = getattr(self.span, "start_time", None)
             seconds = (time.time_ns() - start) / 1e9 if start else None
+        elif start:
+            at = start + int(seconds * 1e9)
         attributes = {"gen_ai.response.time_to_first_chunk": seconds} if seconds is not None else {}
-        self.span.add_event("gen_ai.first_token", attributes)
+        self.span.add_event("gen_ai.first_token", attributes, timestamp=at)
         self._set(attributes)
 
     # ------------------------------------------------------------------------------- content (opt-in)
@@ -312,12 +322,12 @@ class GenAISpan:
         text and metadata as content."""
         if not self._on:
             return self
-        prefix = "reranker.output_documents" if self.operation.kind == "RERANKER" else "retrieval.documents"
+        reranker = self.operation.kind == "RERANKER"
+        prefix = "reranker.output_documents" if reranker else "retrieval.documents"
         kept = list(documents)[:MAX_DOCUMENTS]
-        attributes: dict[str, Any] = {
-            "gen_ai.retrieval.documents": _json([{"id": d.id, "score": d.score} for d in kept]),
-            "genai.documents.count": len(documents),
-        }
+        attributes: dict[str, Any] = {"genai.documents.count": len(documents)}
+        if not reranker:
+            attributes["gen_ai.retrieval.documents"] = _json([{"id": d.id, "score": d.score} for d in kept])
         for i, d in enumerate(kept):
             attributes.update(_oi_document(f"{prefix}.{i}.document", d))
         return self._set(attributes)
@@ -331,9 +341,12 @@ class GenAISpan:
             attributes.update(_oi_document(f"reranker.input_documents.{i}.document", d))
         return self._set(attributes)
 
-    def embeddings(self, texts: Sequence[str], dimensions: int | None = None) -> GenAISpan:
-        """How many texts were embedded and into how many dimensions; the texts as content."""
-        self._set({"gen_ai.embeddings.dimension.count": dimensions, "genai.embedding.input_count": len(texts)})
+    def embeddings(self, texts: Sequence[str], dimensions: int | None = None, count: int | None = None
+                   ) -> GenAISpan:
+        """How many inputs were embedded (``count``, default ``len(texts)``; token inputs have no texts) and
+        into how many dimensions; the texts as content."""
+        self._set({"gen_ai.embeddings.dimension.count": dimensions,
+                   "genai.embedding.input_count": len(texts) if count is None else count})
         return self._content({f"embedding.embeddings.{i}.embedding.text": _text(t)
                               for i, t in enumerate(list(texts)[:MAX_TEXTS])})
 

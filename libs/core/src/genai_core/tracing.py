@@ -6,7 +6,8 @@ read well in a backend that shows neither resources nor span kinds (Phoenix):
 
 * names say which service and which side: the retrieval service's ``inference.ChatStream`` span sits under
   its caller's ``retrieval → inference.ChatStream``; both carry ``service.name`` as a span attribute, the
-  client span also ``peer.service``;
+  client span also ``peer.service``; both are OpenInference CHAINs until the handler says more
+  (``genai_core.spans``);
 * a client span ends when its call ends, however it ends: read to the end, failed, or cancelled by a caller
   that stopped reading at the stream's ``complete`` message or whose own client went away. (The generic
   instrumentation ends a stream's span only when the stream is read to its end, so those spans were never
@@ -67,7 +68,9 @@ def client_span_name(caller: str, method: str | bytes) -> str:
 
 def _rpc_attributes(method: str | bytes) -> dict[str, Any]:
     service, rpc, _ = rpc_parts(method)
-    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
+    # CHAIN until a handler says what the call is (genai_core.spans): a hop is a link between steps, and
+    # Phoenix shows a span without a kind as "unknown".
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc, "openinference.span.kind": "CHAIN"}
 
 
 # ------------------------------------------------------------------------------------------------- server

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from genai.inference.v1 import inference_service_pb2 as pb
 from genai.inference.v1 import inference_service_pb2_grpc as pb_grpc
 from genai.type.v1 import error_pb2, usage_pb2
+from genai_core import spans
 from genai_core.deferred import Deferred
 from genai_core.errors import GenAIError, InvalidArgument
 from genai_core.server import ServiceSpec
 from genai_core.structs import struct_to_dict
 
-from genai_inference.service import ChatOptions, Inference, split_tool_calls
+from genai_inference import traces
+from genai_inference.service import ChatOptions, CompletionResult, Inference, split_tool_calls
 from genai_inference.types import (
     Constraint,
     ConstraintKind,
@@ -233,9 +235,17 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     # -- generation -------------------------------------------------------------------------
 
+    def _traced(self, operation, gen, request, *, stream: bool) -> spans.GenAISpan:
+        chat = operation is spans.Operation.CHAT
+        return traces.llm_span(operation, gen, self._inference.backend.name, stream=stream,
+                               chat=(lambda: (_messages(request), _chat_options(request).tools)) if chat else None)
+
     async def Generate(self, request, context):
         gen = self._generation(request, context)
+        span = self._traced(spans.Operation.TEXT_COMPLETION, gen, request, stream=False)
         result = await self._inference.collect(gen)
+        traces.finished(span, gen, result.done, traces.reasons([c.finish for c in result.completions]),
+                        result.completions, first_token=True)
         echo = gen.sampling.echo
         return pb.GenerateResponse(
             request_id=gen.request_id, model=result.model,
@@ -254,12 +264,18 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def GenerateStream(self, request, context) -> AsyncIterator[pb.GenerateStreamResponse]:
         gen = self._generation(request, context)
         rid, model = gen.request_id, gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}"
+        span = self._traced(spans.Operation.TEXT_COMPLETION, gen, request, stream=True)
+        texts: dict[int, str] = {}
         finishes: dict[int, FinishEvent] = {}
         started = False
         try:
             async for event in self._inference.stream(gen):
                 if isinstance(event, TokenEvent):
+                    if not started:
+                        span.first_token()
                     started = True
+                    if span.captures:
+                        texts[event.index] = texts.get(event.index, "") + event.text
                     yield pb.GenerateStreamResponse(request_id=rid, delta=pb.TokenDelta(
                         index=event.index, text=event.text,
                         token_ids=event.token_ids if request.return_token_ids else [],
@@ -267,6 +283,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 elif isinstance(event, FinishEvent):
                     finishes[event.index] = event
                 elif isinstance(event, DoneEvent):
+                    order = sorted(finishes)
+                    traces.finished(span, gen, event, traces.reasons([finishes[i] for i in order]),
+                                    [CompletionResult(i, texts.get(i, "")) for i in order])
                     yield pb.GenerateStreamResponse(request_id=rid, complete=pb.StreamComplete(
                         choices=[pb.ChoiceFinish(index=i, **_finish_fields(f)) for i, f in sorted(finishes.items())],
                         usage=_usage(event), timings=_timings(event), model=model,
@@ -278,8 +297,11 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     async def Chat(self, request, context):
         gen = self._generation(request, context, tools=True)
+        span = self._traced(spans.Operation.CHAT, gen, request, stream=False)
         has_tools = bool(request.tools)
         result = await self._inference.collect(gen, tools=has_tools)
+        traces.finished(span, gen, result.done, traces.reasons([c.finish for c in result.completions]),
+                        result.completions, first_token=True)
         return pb.ChatResponse(
             request_id=gen.request_id, model=result.model,
             choices=[
@@ -302,10 +324,14 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         gen = self._generation(request, context, tools=True)
         rid, model = gen.request_id, gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}"
         assembler = ChatStreamAssembler(gen.sampling.n, tools=bool(request.tools))
-        started = False
+        span = self._traced(spans.Operation.CHAT, gen, request, stream=True)
+        started = first = False
         try:
             async for event in self._inference.stream(gen):
                 if isinstance(event, TokenEvent):
+                    if not first:
+                        first = True
+                        span.first_token()
                     for delta in assembler.push(event):
                         started = True
                         yield pb.ChatStreamResponse(request_id=rid, delta=pb.ChatDelta(
@@ -321,6 +347,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                             tool_calls=[pb.ToolCallDelta(index=t.index, id=t.id, name=t.name,
                                                          arguments_delta=t.arguments) for t in delta.tool_calls]))
                 elif isinstance(event, DoneEvent):
+                    results = assembler.results()
+                    traces.finished(span, gen, event, traces.reasons([r.finish for r in results]), results)
                     yield pb.ChatStreamResponse(request_id=rid, complete=pb.StreamComplete(
                         choices=[pb.ChoiceFinish(index=r.index, tool_calls=[_tool_call(t) for t in r.tool_calls],
                                                  **_finish_fields(r.finish))
