@@ -17,6 +17,7 @@ from genai.inference.v1 import inference_service_pb2 as ipb
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai.tokenizer.v1 import tokenizer_service_pb2 as tpb
 from genai.type.v1 import usage_pb2
+from genai_core import spans
 from genai_core.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ async def ground(r: Retrieval, tenant: str, collection: str, question: str, sear
     options.CopyFrom(search)
     if not options.HasField("top_k"):
         options.top_k = DEFAULT_CONTEXTS
-    found = await r.search(tenant, collection, question, options, "search")
+    with spans.start(spans.Operation.RETRIEVAL, collection):  # the search step, annotated by the search
+        found = await r.search(tenant, collection, question, options, "search")
     results = found.results
     g = generation
     system = g.system_prompt or DEFAULT_SYSTEM_PROMPT

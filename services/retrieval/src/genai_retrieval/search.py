@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from genai.embedding.v1 import embedding_service_pb2 as epb
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
+from genai_core import spans
 from genai_core.errors import InvalidArgument
 
 from genai_retrieval import filters as F
-from genai_retrieval import resources
+from genai_retrieval import resources, traces
 from genai_retrieval.fusion import FUSIONS, Fusion
 from genai_retrieval.store import DENSE, SPARSE, Hit
 
@@ -82,7 +83,8 @@ def _plan(meta: dict[str, Any], query: str, options: pb.SearchOptions, path: str
 async def _gather(r: Retrieval, tenant: str, meta: dict[str, Any], query: str,
                   plan: _Plan) -> tuple[dict[str, list[Hit]], int]:
     """Each stage's hits, best first (dense before sparse), and the query's embedding tokens."""
-    dense_q, sparse_q, tokens = await r.embed(meta, [query], plan.sparse, plan.dense)
+    with spans.stage(traces.PIPELINE, "embed"):
+        dense_q, sparse_q, tokens = await r.embed(meta, [query], plan.sparse, plan.dense)
     queries = {DENSE: dense_q[0] if plan.dense else None,
                SPARSE: sparse_q[0] if plan.sparse and sparse_q[0][0] else None}  # stop words only: no terms
 
@@ -90,7 +92,8 @@ async def _gather(r: Retrieval, tenant: str, meta: dict[str, Any], query: str,
         if vector is None:
             return []
         # Ids and scores only: payloads (chunk text) are fetched for the survivors of fusion and the cut.
-        return await r.run(r.store.search, tenant, meta["name"], using, vector, plan.limit, plan.filter, False)
+        with spans.stage(traces.PIPELINE, using):
+            return await r.run(r.store.search, tenant, meta["name"], using, vector, plan.limit, plan.filter, False)
 
     dense, sparse = await asyncio.gather(*(stage(using, vector) for using, vector in queries.items()))
     return {DENSE: dense, SPARSE: sparse}, tokens
@@ -100,7 +103,8 @@ async def _fill_payloads(r: Retrieval, tenant: str, name: str, rows: list[_Row])
     """``rows`` with their chunks' payloads; a chunk deleted since the search drops out."""
     if not rows:
         return rows
-    found = await r.run(r.store.payloads, tenant, name, [row.hit.id for row in rows])
+    with spans.stage(traces.PIPELINE, "fetch"):
+        found = await r.run(r.store.payloads, tenant, name, [row.hit.id for row in rows])
     for row in rows:
         row.hit.payload = found.get(row.hit.id, {})
     return [row for row in rows if row.hit.id in found]
@@ -153,13 +157,19 @@ async def search(r: Retrieval, tenant: str, collection: str, query: str, options
     meta = await r.meta(tenant, collection)
     plan = _plan(meta, query, options, path, r.settings.max_top_k)
     stages, tokens = await _gather(r, tenant, meta, query, plan)
-    rows = _order(stages, plan)[: plan.candidates]
+    with spans.stage(traces.PIPELINE, "fuse"):
+        rows = _order(stages, plan)[: plan.candidates]
     if options.rerank.enabled and rows:
         rows = await _fill_payloads(r, tenant, meta["name"], rows)  # the reranker reads every candidate's text
-        rows, used = await _rerank(r, query, options.rerank.model, rows)
+        with spans.stage(traces.PIPELINE, "rerank"):
+            rows, used = await _rerank(r, query, options.rerank.model, rows)
         tokens += used
     if options.HasField("score_threshold"):
         rows = [row for row in rows if row.final >= options.score_threshold]
     if not options.rerank.enabled:
         rows = await _fill_payloads(r, tenant, meta["name"], rows[: plan.top_k])
-    return Searched([_result(row) for row in rows[: plan.top_k]], tokens)
+    results = [_result(row) for row in rows[: plan.top_k]]
+    traces.retrieved(spans.current(spans.Operation.RETRIEVAL), data_source=f"{tenant}/{meta['name']}", query=query,
+                     top_k=plan.top_k, mode=pb.SearchMode.Name(plan.mode).removeprefix("SEARCH_MODE_").lower(),
+                     rerank=options.rerank.enabled, results=results, tokens=tokens)
+    return Searched(results, tokens)

@@ -11,6 +11,7 @@ from typing import Any
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
 from genai.type.v1 import error_pb2, usage_pb2
+from genai_core import spans
 from genai_core.deferred import Deferred
 from genai_core.errors import GenAIError
 from genai_core.server import ServiceSpec
@@ -171,8 +172,10 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     async def Answer(self, request, context):
         start = time.perf_counter()
         check_question(request.question)  # before the tenant, as the API has always checked them
+        span = spans.current(spans.Operation.WORKFLOW).input_text(request.question)
         a = await self._r.answer(_tenant(request), request.collection, request.question, request.search,
                                  request.generation)
+        span.output_text(a.answer)
         return pb.AnswerResponse(
             request_id=_rid(request), answer=a.answer, citations=a.citations, contexts=a.contexts, usage=a.usage,
             retrieval_usage=resources.usage(a.retrieval_tokens), timings=_timings(start), model=a.model,
@@ -185,13 +188,18 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         check_question(request.question)  # before the tenant, as the API has always checked them
         events = self._r.answer_stream(_tenant(request), request.collection, request.question, request.search,
                                        request.generation)
+        span = spans.current(spans.Operation.WORKFLOW).input_text(request.question)
+        answer: list[str] = []
         async for kind, event in _in_band(events, "answer stream", rid):
             if kind == "contexts":
                 event = pb.AnswerContexts(contexts=event.contexts,
                                           retrieval_usage=resources.usage(event.retrieval_tokens))
             elif kind == "delta":
+                if span.captures:
+                    answer.append(event)
                 event = pb.AnswerDelta(text=event)
             elif kind == "complete":
+                span.output_text("".join(answer))
                 event = pb.AnswerComplete(citations=event.citations, usage=event.usage, timings=_timings(start),
                                           model=event.model, truncated=event.truncated)
             yield pb.AnswerStreamResponse(request_id=rid, **{kind: event})
