@@ -33,11 +33,25 @@ class _Stub:
         return call()
 
     def Stream(self, request):  # noqa: N802
-        async def events():
-            yield "first"
-            raise self._failure
+        return _StreamCall(self._failure)
 
-        return events()
+
+class _StreamCall:
+    """A server stream: "first", then the failure (or "second" and the end); records cancel()."""
+
+    def __init__(self, failure: grpc.aio.AioRpcError | None) -> None:
+        self._failure = failure
+        self.cancelled = False
+
+    async def __aiter__(self):
+        yield "first"
+        if self._failure:
+            raise self._failure
+        yield "second"
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
 
 
 async def test_unary_failures_become_domain_errors():
@@ -54,6 +68,16 @@ async def test_stream_failures_become_domain_errors():
         async for event in Client(_Stub(_failure(grpc.StatusCode.UNAVAILABLE, "gone")), "inference").Stream("hi"):
             seen.append(event)
     assert seen == ["first"]
+
+
+async def test_a_stream_the_caller_stops_reading_is_cancelled():
+    stub = _Stub(None)
+    call = stub.Stream("hi")
+    stub.Stream = lambda request: call  # noqa: N802 - hand out this one call
+    events = Client(stub, "inference").Stream("hi").__aiter__()
+    assert await events.__anext__() == "first"
+    await events.aclose()  # what leaving an `async for` early does once the generator is let go
+    assert call.cancelled
 
 
 def test_a_service_without_a_target_is_unavailable():

@@ -6,7 +6,7 @@ error (``Unavailable``, ``InvalidArgument``, ...) that names the service, never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -33,7 +33,6 @@ class _Call:
     def __init__(self, call: Any, service: str) -> None:
         self._call = call
         self._service = service
-        self._events: Any = None
 
     def __await__(self):
         return self._result().__await__()
@@ -44,15 +43,16 @@ class _Call:
         except grpc.aio.AioRpcError as exc:
             raise translate(self._service, exc) from None
 
-    def __aiter__(self) -> _Call:
-        self._events = self._call.__aiter__()
-        return self
-
-    async def __anext__(self) -> Any:
+    async def __aiter__(self) -> AsyncIterator[Any]:
         try:
-            return await self._events.__anext__()
+            async for message in self._call:
+                yield message
         except grpc.aio.AioRpcError as exc:
             raise translate(self._service, exc) from None
+        finally:
+            # A caller that stops reading (at the stream's `complete`) must cancel: gRPC keeps an unread
+            # stream open, and its client span with it, until the channel closes.
+            self._call.cancel()
 
 
 class Client:
