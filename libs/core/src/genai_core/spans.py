@@ -276,7 +276,7 @@ class GenAISpan:
             out.append(entry)
         attributes: dict[str, Any] = {"gen_ai.output.messages": _json(out)}
         if len(messages) == 1 and messages[0].get("content"):
-            attributes["output.value"] = _text(messages[0]["content"])
+            attributes.update({"output.value": _text(messages[0]["content"]), "output.mime_type": "text/plain"})
         else:
             attributes.update({"output.value": _text(messages), "output.mime_type": "application/json"})
         for i, m in enumerate(messages):
@@ -285,7 +285,7 @@ class GenAISpan:
 
     def input_text(self, text: str) -> GenAISpan:
         """A plain-text input (a completion prompt, a question): ``input.value``."""
-        attributes: dict[str, Any] = {"input.value": _text(text)}
+        attributes: dict[str, Any] = {"input.value": _text(text), "input.mime_type": "text/plain"}
         if self._llm:
             attributes["gen_ai.input.messages"] = _json([{"role": "user", "parts": [
                 {"type": "text", "content": _text(text)}]}])
@@ -293,7 +293,7 @@ class GenAISpan:
 
     def output_text(self, text: str) -> GenAISpan:
         """A plain-text output (a completion, an answer): ``output.value``."""
-        attributes: dict[str, Any] = {"output.value": _text(text)}
+        attributes: dict[str, Any] = {"output.value": _text(text), "output.mime_type": "text/plain"}
         if self._llm:
             attributes["gen_ai.output.messages"] = _json([{"role": "assistant", "parts": [
                 {"type": "text", "content": _text(text)}]}])
@@ -312,7 +312,8 @@ class GenAISpan:
 
     def query(self, text: str) -> GenAISpan:
         """The search or rerank query (content)."""
-        attributes: dict[str, Any] = {"gen_ai.retrieval.query.text": _text(text), "input.value": _text(text)}
+        attributes: dict[str, Any] = {"gen_ai.retrieval.query.text": _text(text), "input.value": _text(text),
+                                      "input.mime_type": "text/plain"}
         if self.operation.kind == "RERANKER":
             attributes["reranker.query"] = _text(text)
         return self._content(attributes)
@@ -365,7 +366,8 @@ class GenAISpan:
 
     def tool_result(self, result: Any) -> GenAISpan:
         """What the tool returned (content)."""
-        return self._content({"gen_ai.tool.call.result": _text(result), "output.value": _text(result)})
+        return self._content({"gen_ai.tool.call.result": _text(result), "output.value": _text(result),
+                              "output.mime_type": "text/plain" if isinstance(result, str) else "application/json"})
 
     def agent(self, name: str, *, id: str | None = None, description: str | None = None,  # noqa: A002
               conversation_id: str | None = None) -> GenAISpan:

@@ -28,6 +28,8 @@ def document(result: Any, with_text: bool) -> spans.Document:
 def retrieved(span: spans.GenAISpan, *, data_source: str, query: str, top_k: int, mode: str, rerank: bool,
               results: Sequence[Any], tokens: int) -> None:
     """Annotate ``span`` (the current one: a Search call's, or an answer's search step) with one search."""
-    span.request(top_k=top_k, data_source=data_source).query(query).usage(input_tokens=tokens)
-    span.attributes(**{"genai.retrieval.mode": mode, "genai.retrieval.rerank": rerank})
+    span.request(top_k=top_k, data_source=data_source).query(query)
+    # The embedding tokens are the embedding span's usage; as this span's, Phoenix would count them twice.
+    span.attributes(**{"genai.retrieval.mode": mode, "genai.retrieval.rerank": rerank,
+                       "genai.retrieval.embedding_tokens": tokens})
     span.documents([document(r, span.captures) for r in results])
