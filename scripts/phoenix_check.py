@@ -209,10 +209,10 @@ def main() -> int:
         named = tree_checks(settled(phoenix, args.project, trace_id, 15),
                             {"gateway", "retrieval", "embedding", "tokenizer", "inference"})
         kinds = {n: s["span_kind"] for n, s in named.items()}
-        check(kinds.get("retrieval.AnswerStream") == "CHAIN" and kinds.get("retrieval.retrieval kb") == "RETRIEVER"
+        check(kinds.get("retrieval.AnswerStream") == "CHAIN" and kinds.get("retrieval.search kb") == "RETRIEVER"
               and kinds.get("embedding.Embed") == "EMBEDDING" and kinds.get("inference.ChatStream") == "LLM",
               "kinds: the answer a CHAIN, its search a RETRIEVER, embedding EMBEDDING, generation LLM")
-        docs = attrs(named.get("retrieval.retrieval kb"))
+        docs = attrs(named.get("retrieval.search kb"))
         check(docs.get("retrieval.documents.0.document.id") == events[0]["contexts"][0]["chunk"]["chunk_id"],
               "the RETRIEVER span lists the passages the answer used")
         check(attrs(named.get("inference.ChatStream")).get("llm.token_count.completion") ==

@@ -232,7 +232,7 @@ async def test_a_streamed_rag_answer_is_one_tree_across_five_services(suite):
     _under(answer, _one(spans, "gateway → retrieval.AnswerStream"))
     assert answer.attributes["openinference.span.kind"] == "CHAIN"
     assert answer.attributes["gen_ai.operation.name"] == "invoke_workflow"
-    search = _one(spans, "retrieval.retrieval kb")
+    search = _one(spans, "retrieval.search kb")
     _under(search, answer)
     s = search.attributes
     assert s["openinference.span.kind"] == "RETRIEVER" and s["gen_ai.operation.name"] == "retrieval"
@@ -273,7 +273,7 @@ async def test_with_content_capture_the_question_passages_prompt_and_answer_are_
     answer = _one(spans, "retrieval.AnswerStream").attributes
     assert answer["input.value"] == "What is the capital of France?"
     assert answer["output.value"] == "".join(e["text"] for e in events if e["type"] == "delta")
-    search = _one(spans, "retrieval.retrieval kb").attributes
+    search = _one(spans, "retrieval.search kb").attributes
     assert search["gen_ai.retrieval.query.text"] == "What is the capital of France?"
     assert "Paris" in search["retrieval.documents.0.document.content"]
     llm = _one(spans, "inference.ChatStream").attributes

@@ -422,10 +422,11 @@ def _named(what: str) -> str:
 
 
 @contextmanager
-def start(operation: Operation, detail: str = "") -> Iterator[GenAISpan]:
-    """A child span of the current one, current inside the block, named ``<service>.<operation> <detail>``
-    (``agent.execute_tool get_weather``); an exception ends it as an error and propagates."""
-    name = _named(" ".join(p for p in (operation.operation_name or operation.kind.lower(), detail) if p))
+def start(operation: Operation, detail: str = "", *, step: str = "") -> Iterator[GenAISpan]:
+    """A child span of the current one, current inside the block, named ``<service>.<step> <detail>`` where
+    the step defaults to the operation (``agent.execute_tool get_weather``, ``retrieval.search kb`` with
+    ``step="search"``); an exception ends it as an error and propagates."""
+    name = _named(" ".join(p for p in (step or operation.operation_name or operation.kind.lower(), detail) if p))
     with _child(name) as span:
         yield GenAISpan(span, operation)
 

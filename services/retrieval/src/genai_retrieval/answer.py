@@ -79,7 +79,7 @@ async def ground(r: Retrieval, tenant: str, collection: str, question: str, sear
     options.CopyFrom(search)
     if not options.HasField("top_k"):
         options.top_k = DEFAULT_CONTEXTS
-    with spans.start(spans.Operation.RETRIEVAL, collection):  # the search step, annotated by the search
+    with spans.start(spans.Operation.RETRIEVAL, collection, step="search"):  # annotated by the search itself
         found = await r.search(tenant, collection, question, options, "search")
     results = found.results
     g = generation
