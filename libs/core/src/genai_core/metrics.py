@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 
@@ -10,6 +9,7 @@ import grpc
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from genai_core.handlers import final_code, rewrap
 from genai_core.spans import PIPELINE_ATTRIBUTE, STAGE_ATTRIBUTE
 
 # Buckets span sub-millisecond tokenizer calls up to minute-long training or generation calls.
@@ -68,16 +68,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         m = self._m
 
         def finish(context, started: float, failed: BaseException | None) -> None:
-            code = context.code()
-            if code is None:
-                if failed is None:
-                    code = grpc.StatusCode.OK
-                elif isinstance(failed, asyncio.CancelledError):
-                    code = grpc.StatusCode.CANCELLED
-                else:
-                    code = grpc.StatusCode.UNKNOWN
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            m.requests.labels(*labels, name).inc()
+            m.requests.labels(*labels, final_code(context, failed).name).inc()
             m.latency.labels(*labels).observe(time.perf_counter() - started)
             m.in_flight.labels(*labels).dec()
 
@@ -114,21 +105,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return wrapper
 
-        kinds = (
-            ("unary_unary", unary, grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", stream, grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", unary, grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", stream, grpc.stream_stream_rpc_method_handler),
-        )
-        for attr, wrap, build in kinds:
-            behavior = getattr(handler, attr)
-            if behavior:
-                return build(
-                    wrap(behavior),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return rewrap(handler, unary, stream)
 
 
 class StageMetrics(SpanProcessor):

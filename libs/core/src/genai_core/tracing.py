@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from genai_core.handlers import final_code, rewrap
 from genai_core.services import SERVICES
 from genai_core.telemetry import provider_of, service_name, traced_rpc, tracer, with_provider
 
@@ -87,13 +88,7 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not traced_rpc(method):
             return handler
-        for attr, build in _HANDLER_KINDS:
-            behavior = getattr(handler, attr)
-            if behavior:
-                wrap = self._stream if attr.endswith("_stream") else self._unary
-                return build(wrap(behavior, method), request_deserializer=handler.request_deserializer,
-                             response_serializer=handler.response_serializer)
-        return handler
+        return rewrap(handler, lambda b: self._unary(b, method), lambda b: self._stream(b, method))
 
     def _start(self, method: str, context: grpc.aio.ServicerContext) -> tuple[Span, otel_context.Context]:
         carrier = {m.key: m.value for m in context.invocation_metadata() or ()}
@@ -165,23 +160,8 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         return traced
 
 
-_HANDLER_KINDS = (
-    ("unary_unary", grpc.unary_unary_rpc_method_handler),
-    ("unary_stream", grpc.unary_stream_rpc_method_handler),
-    ("stream_unary", grpc.stream_unary_rpc_method_handler),
-    ("stream_stream", grpc.stream_stream_rpc_method_handler),
-)
-
-
 def _end_server(span: Span, context: grpc.aio.ServicerContext, failed: BaseException | None) -> None:
-    code = context.code()
-    if not isinstance(code, grpc.StatusCode):
-        if failed is None:
-            code = grpc.StatusCode.OK
-        elif isinstance(failed, (asyncio.CancelledError, GeneratorExit)):  # the stream was closed under us
-            code = grpc.StatusCode.CANCELLED
-        else:
-            code = grpc.StatusCode.UNKNOWN
+    code = final_code(context, failed)
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in _SERVER_FAULTS:
         span.set_status(Status(StatusCode.ERROR, context.details() or code.name))
