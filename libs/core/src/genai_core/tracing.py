@@ -121,12 +121,13 @@ class ServerTracing(grpc.aio.ServerInterceptor):
         async def traced(request, context):
             span, ctx = self._start(method, context)
             failed: BaseException | None = None
-            token = otel_context.attach(ctx)
+            result = None
             try:
-                result = behavior(request, context)
-            finally:
-                otel_context.detach(token)
-            try:
+                token = otel_context.attach(ctx)
+                try:
+                    result = behavior(request, context)
+                finally:
+                    otel_context.detach(token)
                 if not inspect.isasyncgen(result):  # a handler that writes with context.write()
                     token = otel_context.attach(ctx)
                     try:
