@@ -34,7 +34,8 @@ class _Untraced:
 
 
 def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``gateway <METHOD> <route template>`` (the path when no route matches) and ``http.route``."""
+    """``gateway <METHOD> <route template>`` and ``http.route``; just ``gateway <METHOD>`` when no route matches
+    (a raw path in a span name would make one name per URL)."""
     method = scope.get("method", "HTTP")
     route = None
     for candidate in scope["app"].routes:
@@ -43,7 +44,7 @@ def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             route = getattr(candidate, "path", None)
             break
     attributes = {"http.route": route} if route else {}
-    return f"{SERVICE} {method} {route or scope.get('path', '')}", attributes
+    return " ".join(p for p in (SERVICE, method, route) if p), attributes
 
 
 def _annotate(span, scope: dict[str, Any]) -> None:
