@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from genai_core.spans import GenAISpan, Operation
 from genai_core.telemetry import traced_http
 from opentelemetry import context as otel_context
@@ -38,7 +39,8 @@ def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     (a raw path in a span name would make one name per URL)."""
     method = scope.get("method", "HTTP")
     route = None
-    for candidate in scope["app"].routes:
+    # Routes of included routers are nested: iter_route_contexts yields each one with its full path.
+    for candidate in iter_route_contexts(scope["app"].routes):
         match, _ = candidate.matches(scope)
         if match is Match.FULL:
             route = getattr(candidate, "path", None)
