@@ -97,3 +97,17 @@ def test_every_gateway_span_is_a_root_or_continues_its_caller(served):
     assert sorted(s.name for s in spans) == ["gateway GET /v1/tokenizers", "gateway POST /v1/tokenize"]
     assert all(s.parent is None for s in spans), [(s.name, s.parent) for s in spans]
     assert spans[0].context.trace_id != spans[1].context.trace_id
+
+
+def test_span_names_use_the_route_template_and_never_a_raw_path():
+    from genai_gateway.tracing import span_details
+
+    app = build_app(GatewaySettings(targets={}), tracer_provider=TracerProvider())
+
+    def name(method: str, path: str) -> tuple[str, dict]:
+        return span_details({"type": "http", "method": method, "path": path, "root_path": "", "app": app,
+                             "headers": [], "query_string": b""})
+
+    assert name("POST", "/v1/collections/kb/search") == (
+        "gateway POST /v1/collections/{collection}/search", {"http.route": "/v1/collections/{collection}/search"})
+    assert name("GET", "/no/such/route/4711") == ("gateway GET", {})
