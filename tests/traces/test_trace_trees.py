@@ -86,19 +86,25 @@ def _provider(name: str, exporter: InMemorySpanExporter, live: OpenSpans) -> Tra
 
 
 async def _retrieval(stack: AsyncExitStack, data: Path, provider: TracerProvider, targets: dict[str, str]) -> str:
-    """The retrieval service over a fresh store, calling the others through channels traced as its own."""
-    from genai_retrieval.downstream import Downstream
-    from genai_retrieval.service import Retrieval
+    """The retrieval service over a fresh store, as its composition root builds it, calling the others through
+    channels traced as its own."""
+    from genai_core.downstream import Downstream
+    from genai_core.settings import DownstreamSettings
+    from genai_retrieval.clients import ChatClient, EmbeddingClient, PackingClient
+    from genai_retrieval.pipelines import Pipelines
     from genai_retrieval.servicer import service_spec
-    from genai_retrieval.settings import RetrievalSettings
+    from genai_retrieval.settings import PREFIX, RetrievalSettings
     from genai_retrieval.store import open_store
 
     settings = RetrievalSettings(data_dir=data, chunk_size_tokens=64, chunk_overlap_tokens=8, answer_max_new_tokens=12)
-    downstream = Downstream(targets["embedding"], targets["inference"], targets["tokenizer"], tracer_provider=provider)
-    retrieval = Retrieval(settings, open_store(data), downstream)
-    stack.push_async_callback(retrieval.close)
+    downstream = Downstream(DownstreamSettings({n: targets[n] for n in ("embedding", "inference", "tokenizer")}),
+                            caller_prefix=PREFIX, tracer_provider=provider)
+    stack.push_async_callback(downstream.close)
+    store = open_store(data)
+    stack.callback(store.close)
     deferred = Deferred("retrieval")
-    deferred.set(retrieval)
+    deferred.set(Pipelines.build(settings, store, EmbeddingClient(downstream), ChatClient(downstream),
+                                 PackingClient(downstream)))
     server, _ = await stack.enter_async_context(running_server([service_spec(deferred)], tracer_provider=provider))
     return f"127.0.0.1:{server.port}"
 
@@ -110,9 +116,9 @@ async def suite(tmp_path_factory) -> AsyncIterator[Suite]:
     from genai_embedding.embedder import Embedder
     from genai_embedding.servicer import service_spec as embedding_spec
     from genai_embedding.settings import EmbeddingSettings
-    from genai_inference import engines
+    from genai_inference import backends
+    from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
-    from genai_inference.service import Inference
     from genai_inference.servicer import service_spec as inference_spec
     from genai_inference.settings import InferenceSettings
     from genai_tokenizer.registry import TokenizerRegistry
@@ -128,7 +134,7 @@ async def suite(tmp_path_factory) -> AsyncIterator[Suite]:
     await embedder.warmup()
     inference_settings = InferenceSettings(cache_dir=CACHE, data_dir=tmp_path_factory.mktemp("inf"),
                                            max_batch_size=4, max_new_tokens=64)
-    built = engines.build(inference_settings, InferenceMetrics())
+    built = backends.build(inference_settings, InferenceMetrics())
     await built.backend.start()
     models = {"embedding": Deferred("embedding"), "inference": Deferred("inference")}
     models["embedding"].set(embedder)

@@ -11,7 +11,7 @@ from typing import Any
 
 from genai_core import spans
 
-from genai_inference.service import CompletionResult
+from genai_inference.chat import CompletionResult
 from genai_inference.types import DoneEvent, FinishEvent, GenerationRequest, ToolSpec
 
 
