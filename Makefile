@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: load procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: load traces traces-check procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -85,6 +85,33 @@ test-conformance: setup ## The openai/text-generation SDK conformance tests agai
 
 test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Arize Phoenix, a local trace backend with GenAI views: its own virtualenv (about 860 MB, pinned in
+# requirements/phoenix.txt), never the project's .venv and never part of `make test`.
+PHOENIX_VENV ?= var/phoenix/venv
+PHOENIX_DIR ?= var/phoenix/data
+PHOENIX_PORT ?= 6006
+PHOENIX_GRPC_PORT ?= 4317
+PHOENIX_STAMP := $(PHOENIX_VENV)/.stamp
+
+$(PHOENIX_STAMP): requirements/phoenix.txt
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip -q --disable-pip-version-check install -r requirements/phoenix.txt
+	touch $@
+
+traces: $(PHOENIX_STAMP) ## Start Arize Phoenix (UI :6006, OTLP/gRPC :4317) and print how to send the suite's traces to it.
+	@mkdir -p $(PHOENIX_DIR)
+	@echo "Phoenix: http://127.0.0.1:$(PHOENIX_PORT)  (OTLP/gRPC 127.0.0.1:$(PHOENIX_GRPC_PORT); data in $(PHOENIX_DIR)). In another terminal:"
+	@echo "  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$(PHOENIX_GRPC_PORT) OTEL_RESOURCE_ATTRIBUTES=openinference.project.name=genai make run"
+	@echo "  # add OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true to see prompts, answers and passages (off by default)"
+	@echo "  # or start the suite on free ports, send requests and check every trace through Phoenix's API:"
+	@echo "  make traces-check            # CHECK_ARGS=--content to check prompts and passages arrive too"
+	@echo "  # read spans back: curl -s 'http://127.0.0.1:$(PHOENIX_PORT)/v1/projects/genai/spans?limit=20'"
+	PHOENIX_WORKING_DIR=$(CURDIR)/$(PHOENIX_DIR) PHOENIX_HOST=127.0.0.1 PHOENIX_PORT=$(PHOENIX_PORT) \
+		PHOENIX_GRPC_PORT=$(PHOENIX_GRPC_PORT) PHOENIX_TELEMETRY_ENABLED=false exec $(PHOENIX_VENV)/bin/phoenix serve
+
+traces-check: setup ## With `make traces` running: start the suite, send requests, check every trace in Phoenix.
+	$(PY) scripts/phoenix_check.py --phoenix http://127.0.0.1:$(PHOENIX_PORT) --otlp http://127.0.0.1:$(PHOENIX_GRPC_PORT) $(CHECK_ARGS)
 
 bench: setup ## Start the suite and measure tokenize latency through the gateway and over gRPC.
 	VENV=$(VENV) bash benchmarks/run.sh

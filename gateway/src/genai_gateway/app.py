@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 
 from genai_gateway import errors, openapi
@@ -26,6 +25,7 @@ from genai_gateway.routes import (
     tokenizer,
 )
 from genai_gateway.settings import GatewaySettings
+from genai_gateway.tracing import instrument
 
 DESCRIPTION = """One HTTP front door for the GenAI platform's gRPC services.
 
@@ -69,5 +69,5 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
         return app.openapi_schema
 
     app.openapi = schema  # type: ignore[method-assign]
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics")
+    instrument(app, tracer_provider)  # outermost
     return app

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from genai_core.services import GATEWAY_PORT, SERVICES, load_targets
-from genai_core.settings import load
+from genai_core.settings import load, telemetry_env
 
 PREFIX = "GENAI_GATEWAY_"
 
@@ -32,7 +32,8 @@ class GatewaySettings:
     # answer 503); the names and default ports are genai_core.services.SERVICES.
     targets: Mapping[str, str] = field(default_factory=default_targets)
     log_level: str = "INFO"
-    otlp_endpoint: str = ""
+    otlp_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT; empty disables export
+    capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: texts in spans
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -52,6 +53,5 @@ class GatewaySettings:
             PREFIX,
             environ,
             targets=load_targets(PREFIX, SERVICES, environ),
-            otlp_endpoint=environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-            log_level=environ.get("GENAI_LOG_LEVEL", "INFO"),
+            **telemetry_env(environ),
         )

@@ -57,9 +57,8 @@ async def unary_all(
 ) -> list[T]:
     """Await several unary gRPC calls together; cancel them all if the HTTP client goes away first.
 
-    ``on_abandon`` runs then too (the routes send the Cancel RPC): cancelling a unary call object
-    does not reach the server through the channel's OpenTelemetry interceptor, which awaits the
-    call's status inside its own task; cancelling a stream does.
+    ``on_abandon`` runs then too (the routes send the Cancel RPC by request id), for a callee that
+    lost the call's own cancellation.
     """
 
     async def disconnected() -> None:

@@ -6,8 +6,9 @@ import json
 import math
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.sdk.trace import TracerProvider
+
+from genai_core.tracing import client_interceptors
 
 
 def _service_config(max_attempts: int) -> str:
@@ -93,7 +94,7 @@ def create_channel(
         ("grpc.service_config", _service_config(max_attempts)),
     ]
     interceptors = [
-        *aio_client_interceptors(tracer_provider=tracer_provider),
+        *client_interceptors(target, tracer_provider),
         *(kind(default_timeout) for kind in (_UnaryUnaryDeadline, _UnaryStreamDeadline, _StreamUnaryDeadline,
                                              _StreamStreamDeadline)),
     ]

@@ -19,7 +19,6 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from genai_core.logs import setup_logging
@@ -27,6 +26,7 @@ from genai_core.metrics import GrpcMetrics
 from genai_core.settings import ServerSettings
 from genai_core.status import ErrorInterceptor
 from genai_core.telemetry import setup_telemetry
+from genai_core.tracing import ServerTracing
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class GrpcServer:
         self._names = [s.name for s in services]
         self.metrics = metrics or GrpcMetrics(",".join(self._names))
         interceptors = [
-            aio_server_interceptor(tracer_provider=tracer_provider),
+            ServerTracing(tracer_provider),
             self.metrics.interceptor(),
             ErrorInterceptor(),
         ]
@@ -162,7 +162,9 @@ async def run_service(
     calls have drained, and also when loading failed or was interrupted.
     """
     setup_logging(service_name, settings.log_level)
-    provider = setup_telemetry(service_name, settings.otlp_endpoint)
+    metrics = metrics or GrpcMetrics(",".join(s.name for s in services))
+    provider = setup_telemetry(service_name, settings.otlp_endpoint, (metrics.stage_processor(),),
+                               capture_content=settings.capture_content)
     server = GrpcServer(settings, services, tracer_provider=provider, metrics=metrics)
     if settings.metrics_port:
         server.metrics.serve(settings.host, settings.metrics_port)

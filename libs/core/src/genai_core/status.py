@@ -173,6 +173,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str)
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this server")
     logger.exception("unhandled error in %s", method)
+    trace.get_current_span().record_exception(exc)  # the server span keeps what the client is not told
     status = internal_status()
     await context.abort(status.code, status.details, status.trailing_metadata)
 

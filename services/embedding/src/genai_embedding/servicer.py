@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from genai.embedding.v1 import embedding_service_pb2 as pb
 from genai.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from genai_core import rpc
+from genai_core import rpc, spans
 from genai_core.deferred import Deferred
 from genai_core.errors import GenAIError, InvalidArgument
 from genai_core.server import ServiceSpec
@@ -64,6 +64,15 @@ def _embeddings(result: EmbedResult) -> list[pb.Embedding]:
     return out
 
 
+def _traced(span: spans.GenAISpan, request, result: EmbedResult) -> None:
+    """The RPC's span as the embedding call it is (genai_core.spans); the texts only as captured content."""
+    first = result.embeddings[0] if result.embeddings else None
+    dims = len(first.dense) if first is not None and first.dense is not None else None
+    texts = list(request.texts.texts) if request.WhichOneof("input") == "texts" and span.captures else []
+    span.request(model=result.model).embeddings(texts, dims, count=len(result.embeddings)).usage(
+        result.prompt_tokens).attributes(**{"genai.embedding.queue_seconds": result.queue_s})
+
+
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     def __init__(self, embedder: Deferred[Embedder], max_message_bytes: int = 0) -> None:
         self._deferred = embedder
@@ -84,7 +93,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         return await self._embedder.embed(request.model, token_inputs=sequences, options=options)
 
     async def Embed(self, request, context):
+        span = spans.current(spans.Operation.EMBEDDINGS)
         result = await self._embed(request)
+        _traced(span, request, result)
         return pb.EmbedResponse(
             request_id=rpc.request_id(request), model=result.model, embeddings=_embeddings(result),
             usage=rpc.usage(result.prompt_tokens), timings=rpc.timings(result.total_s, queue_s=result.queue_s),
@@ -104,6 +115,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     async def EmbedStream(self, request_iterator, context) -> AsyncIterator[pb.EmbedStreamResponse]:
         self._deferred.get()  # UNAVAILABLE for the whole stream while loading
+        spans.current(spans.Operation.EMBEDDINGS).request(stream=True)
         out: asyncio.Queue = asyncio.Queue()
         slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
         done = object()
@@ -141,11 +153,16 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def Rerank(self, request, context):
         if request.truncation not in _TRUNCATION:
             raise InvalidArgument.for_field("truncation", f"unknown truncation policy {request.truncation}")
+        top_n = request.top_n if request.HasField("top_n") else None
+        span = spans.current(spans.Operation.RERANK).request(top_k=top_n).query(request.query)
+        if span.captures:
+            span.input_documents([spans.Document(str(i), content=p) for i, p in enumerate(request.passages)])
         result = await self._embedder.rerank(
-            request.model, request.query, list(request.passages),
-            top_n=request.top_n if request.HasField("top_n") else None, return_text=request.return_text,
+            request.model, request.query, list(request.passages), top_n=top_n, return_text=request.return_text,
             truncation=_TRUNCATION[request.truncation],
         )
+        span.request(model=result.model).usage(result.prompt_tokens).documents(
+            [spans.Document(str(r.index), r.score) for r in result.results])
         return pb.RerankResponse(
             request_id=rpc.request_id(request), model=result.model,
             results=[pb.RerankResult(index=r.index, score=r.score, text=r.text) for r in result.results],

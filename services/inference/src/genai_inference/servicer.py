@@ -9,12 +9,13 @@ from typing import Any
 
 from genai.inference.v1 import inference_service_pb2 as pb
 from genai.inference.v1 import inference_service_pb2_grpc as pb_grpc
-from genai_core import rpc
+from genai_core import rpc, spans
 from genai_core.deferred import Deferred
 from genai_core.errors import InvalidArgument
 from genai_core.server import ServiceSpec
 
-from genai_inference import convert
+from genai_inference import convert, traces
+from genai_inference.chat import CompletionResult
 from genai_inference.chatstream import ChatStreamAssembler
 from genai_inference.generation import Inference
 from genai_inference.types import DoneEvent, FinishEvent, GenerationRequest, TokenEvent
@@ -59,11 +60,22 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             deadline=_deadline(context), add_special_tokens=False,
         )
 
+    def _traced(self, operation: spans.Operation, gen: GenerationRequest, request: Any, *,
+                stream: bool) -> spans.GenAISpan:
+        """The RPC's span as the LLM call it is (``traces``); a chat's messages only as captured content."""
+        chat = operation is spans.Operation.CHAT
+        return traces.llm_span(operation, gen, self._inference.backend.name, stream=stream, chat=(lambda: (
+            convert.messages_from_proto(request.messages), convert.chat_options_from_proto(request).tools))
+            if chat else None)
+
     # -- generation -------------------------------------------------------------------------
 
     async def Generate(self, request, context):
         gen = self._generation(request, context)
+        span = self._traced(spans.Operation.TEXT_COMPLETION, gen, request, stream=False)
         result = await self._inference.collect(gen)
+        traces.finished(span, gen, result.done, traces.reasons([c.finish for c in result.completions]),
+                        result.completions, first_token=True)
         echo = gen.prompt_text if gen.sampling.echo else ""
         return pb.GenerateResponse(
             request_id=gen.request_id, model=result.model,
@@ -81,17 +93,25 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def GenerateStream(self, request, context) -> AsyncIterator[pb.GenerateStreamResponse]:
         gen = self._generation(request, context)
         ids = request.return_token_ids
+        span = self._traced(spans.Operation.TEXT_COMPLETION, gen, request, stream=True)
 
         async def events() -> AsyncIterator[tuple[str, Any]]:
             finishes: dict[int, FinishEvent] = {}
+            texts: dict[int, str] = {}
             async for event in self._inference.stream(gen):
                 if isinstance(event, TokenEvent):
+                    if not texts:
+                        span.first_token()
+                    texts[event.index] = texts.get(event.index, "") + event.text
                     yield "delta", pb.TokenDelta(
                         index=event.index, text=event.text, token_ids=event.token_ids if ids else [],
                         logprobs=convert.logprobs_to_proto(event.logprobs))
                 elif isinstance(event, FinishEvent):
                     finishes[event.index] = event
                 elif isinstance(event, DoneEvent):
+                    order = sorted(finishes)
+                    traces.finished(span, gen, event, traces.reasons([finishes[i] for i in order]),
+                                    [CompletionResult(i, texts.get(i, "")) for i in order])
                     yield "complete", pb.StreamComplete(
                         choices=[pb.ChoiceFinish(index=i, **convert.finish_fields(f)) for i, f in sorted(finishes.items())],
                         usage=convert.usage_to_proto(event), timings=convert.timings_to_proto(event),
@@ -102,7 +122,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     async def Chat(self, request, context):
         gen = self._chat(request, context)
+        span = self._traced(spans.Operation.CHAT, gen, request, stream=False)
         result = await self._inference.collect(gen, tools=bool(request.tools))
+        traces.finished(span, gen, result.done, traces.reasons([c.finish for c in result.completions]),
+                        result.completions, first_token=True)
         return pb.ChatResponse(
             request_id=gen.request_id, model=result.model,
             choices=[
@@ -123,6 +146,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         gen = self._chat(request, context)
         assembler = ChatStreamAssembler(gen.sampling.n, tools=bool(request.tools))
         ids = request.return_token_ids
+        span = self._traced(spans.Operation.CHAT, gen, request, stream=True)
 
         def delta(d, token_ids=()) -> pb.ChatDelta:  # noqa: ANN001
             return pb.ChatDelta(
@@ -132,14 +156,20 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                             for t in d.tool_calls])
 
         async def events() -> AsyncIterator[tuple[str, Any]]:
+            first = True
             async for event in self._inference.stream(gen):
                 if isinstance(event, TokenEvent):
+                    if first:
+                        first = False
+                        span.first_token()
                     for d in assembler.push(event):
                         yield "delta", delta(d, event.token_ids if ids else ())
                 elif isinstance(event, FinishEvent):
                     for d in assembler.finish(event):
                         yield "delta", delta(d)
                 elif isinstance(event, DoneEvent):
+                    results = assembler.results()
+                    traces.finished(span, gen, event, traces.reasons([r.finish for r in results]), results)
                     yield "complete", pb.StreamComplete(
                         choices=[pb.ChoiceFinish(index=r.index, **convert.finish_fields(r.finish),
                                                  tool_calls=[convert.tool_call_to_proto(t) for t in r.tool_calls])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 
+from genai_core import spans
 from genai_core.errors import InvalidArgument
 
 from genai_retrieval.grounding import DEFAULT_SYSTEM_PROMPT, citations, grounded_messages, numbered_sources
@@ -71,7 +72,8 @@ class Answerer:
         s, g = self._settings, generation
         if search.top_k is None:
             search = dataclasses.replace(search, top_k=DEFAULT_CONTEXTS)
-        found = await self._searcher.search(tenant, collection, question, search, "search")
+        with spans.start(spans.Operation.RETRIEVAL, collection, step="search"):  # annotated by the search itself
+            found = await self._searcher.search(tenant, collection, question, search, "search")
         results = found.results
         system = g.system_prompt or DEFAULT_SYSTEM_PROMPT
         if results:

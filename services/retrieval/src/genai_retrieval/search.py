@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from genai_core import spans
 from genai_core.errors import InvalidArgument
 from genai_core.limits import RETRIEVAL
 
-from genai_retrieval import payloads
+from genai_retrieval import payloads, traces
 from genai_retrieval.catalog import Catalog
 from genai_retrieval.fusion import DEFAULT_FUSION, FUSIONS, Fuse
 from genai_retrieval.ports import Embeddings
@@ -121,16 +122,22 @@ class Searcher:
         c = await self._catalog.get(tenant, collection)
         plan = _plan(c, query, options, path, self._settings.max_top_k)
         stages, tokens = await self._gather(c, query, plan)
-        rows = _order(stages, plan)[: plan.candidates]
+        with spans.stage(traces.PIPELINE, "fuse"):
+            rows = _order(stages, plan)[: plan.candidates]
         if options.rerank.enabled and rows:
             rows = await self._fill_payloads(c, rows)  # the reranker reads every candidate's text
-            rows, used = await self._rerank(query, options.rerank.model, rows)
+            with spans.stage(traces.PIPELINE, "rerank"):
+                rows, used = await self._rerank(query, options.rerank.model, rows)
             tokens += used
         if options.score_threshold is not None:
             rows = [row for row in rows if row.final >= options.score_threshold]
         if not options.rerank.enabled:
             rows = await self._fill_payloads(c, rows[: plan.top_k])
-        return Searched([_result(row) for row in rows[: plan.top_k]], tokens)
+        results = [_result(row) for row in rows[: plan.top_k]]
+        traces.retrieved(spans.current(spans.Operation.RETRIEVAL), data_source=f"{c.tenant}/{c.name}", query=query,
+                         top_k=plan.top_k, mode=plan.mode.value, rerank=options.rerank.enabled, results=results,
+                         tokens=tokens)
+        return Searched(results, tokens)
 
     async def _gather(self, c: Collection, query: str, plan: _Plan) -> tuple[dict[str, list[Hit]], int]:
         """Each stage's hits, best first (dense before sparse), and the query's embedding tokens."""
@@ -138,7 +145,8 @@ class Searcher:
         if local is not None:  # a sparse-only search with a text analyzer: no embedding service involved
             got = Embedded([], [local], 0)
         else:
-            got = await self._vectors.encode(c, [query], sparse=plan.sparse, dense=plan.dense)
+            with spans.stage(traces.PIPELINE, "embed"):
+                got = await self._vectors.encode(c, [query], sparse=plan.sparse, dense=plan.dense)
         sparse_q: SparseVector | None = got.sparse[0] if plan.sparse else None
         queries = {DENSE: got.dense[0] if plan.dense else None,
                    SPARSE: sparse_q if sparse_q is not None and sparse_q.indices else None}  # stop words only: no terms
@@ -147,8 +155,9 @@ class Searcher:
             if vector is None:
                 return []
             # Ids and scores only: payloads (chunk text) are fetched for the survivors of fusion and the cut.
-            return await asyncio.to_thread(self._store.search, c.tenant, c.name, using, vector, plan.limit,
-                                           plan.filter, False)
+            with spans.stage(traces.PIPELINE, using):
+                return await asyncio.to_thread(self._store.search, c.tenant, c.name, using, vector, plan.limit,
+                                               plan.filter, False)
 
         dense, sparse = await asyncio.gather(*(stage(using, vector) for using, vector in queries.items()))
         return {DENSE: dense, SPARSE: sparse}, got.prompt_tokens
@@ -157,7 +166,8 @@ class Searcher:
         """``rows`` with their chunks' payloads; a chunk deleted since the search drops out."""
         if not rows:
             return rows
-        found = await asyncio.to_thread(self._store.payloads, c.tenant, c.name, [row.hit.id for row in rows])
+        with spans.stage(traces.PIPELINE, "fetch"):
+            found = await asyncio.to_thread(self._store.payloads, c.tenant, c.name, [row.hit.id for row in rows])
         for row in rows:
             row.hit.payload = found.get(row.hit.id, {})
         return [row for row in rows if row.hit.id in found]

@@ -10,13 +10,13 @@ import time
 
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
-from genai_core import rpc
+from genai_core import rpc, spans
 from genai_core.deferred import Deferred
 from genai_core.operations import Operations
 from genai_core.operations_servicer import operations_spec, to_proto
 from genai_core.server import ServiceSpec
 
-from genai_retrieval import convert
+from genai_retrieval import convert, traces
 from genai_retrieval.pipelines import Pipelines
 from genai_retrieval.settings import NAME
 
@@ -116,9 +116,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
 
     async def Answer(self, request, context):
         start = time.perf_counter()
+        span = spans.current(spans.Operation.WORKFLOW).input_text(request.question)
         a = await self._p.answerer.answer(request.tenant, request.collection, request.question,
                                           convert.search_options(request.search, "search"),
                                           convert.generation_options(request.generation))
+        span.output_text(a.answer)
         return pb.AnswerResponse(
             request_id=rpc.request_id(request), answer=a.answer, citations=convert.citations(a.citations),
             contexts=convert.search_results(a.contexts), usage=convert.usage(a.usage),
@@ -129,9 +131,10 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     async def AnswerStream(self, request, context):
         start = time.perf_counter()
         rid = rpc.request_id(request)
-        events = self._p.answerer.stream(request.tenant, request.collection, request.question,
-                                         convert.search_options(request.search, "search"),
-                                         convert.generation_options(request.generation))
+        span = spans.current(spans.Operation.WORKFLOW).input_text(request.question)
+        events = traces.answered(span, self._p.answerer.stream(
+            request.tenant, request.collection, request.question, convert.search_options(request.search, "search"),
+            convert.generation_options(request.generation)))
         async for kind, event in rpc.in_band(convert.answer_events(events, start), "answer stream", rid):
             yield pb.AnswerStreamResponse(request_id=rid, **{kind: event})
 
