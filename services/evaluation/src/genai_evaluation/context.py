@@ -1,0 +1,68 @@
+"""What evaluating one task of one run needs: the task, the run's spec, the models and services, limits.
+
+Evaluators (``scoring``, ``generation``, ``retrieval_eval``, ``rag``) take a ``TaskContext`` and a batch of
+examples and return one ``Sample`` per example; ``traced`` gives each example a span so the trace id of its
+model calls is recorded with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from opentelemetry import trace
+
+from genai_evaluation.ports import Embeddings, LanguageModel, Retriever
+from genai_evaluation.prompts import Example
+from genai_evaluation.sandbox import Sandbox
+from genai_evaluation.taskspec import TaskSpec
+from genai_evaluation.types import RunSpec, Sample
+
+T = TypeVar("T")
+_tracer = trace.get_tracer("genai_evaluation")
+
+
+@dataclass
+class TaskContext:
+    task: TaskSpec
+    spec: RunSpec
+    model: LanguageModel
+    judge: LanguageModel
+    retriever: Retriever | None
+    embeddings: Embeddings | None
+    sandbox: Sandbox
+    limit: asyncio.Semaphore  # model calls in flight for this run
+    run_id: str = ""
+    collection: str = ""
+    tenant: str = ""
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        return self.task.score_names
+
+    async def limited(self, call: Awaitable[T]) -> T:
+        async with self.limit:
+            return await call
+
+
+@asynccontextmanager
+async def traced(ctx: TaskContext, example: Example) -> AsyncIterator[str]:
+    """A span around one example's model calls; yields its trace id (32 hex digits)."""
+    with _tracer.start_as_current_span(
+        "evaluation.example",
+        attributes={"evaluation.run_id": ctx.run_id, "evaluation.task_id": ctx.task.id,
+                    "evaluation.example_index": example.index},
+    ) as span:
+        yield format(span.get_span_context().trace_id, "032x")
+
+
+Evaluator = Callable[[TaskContext, Sequence[Example]], Awaitable[list[Sample]]]
+
+
+def doc_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document as stored with its sample (JSON values only)."""
+    return {k: v if isinstance(v, str | int | float | bool | list | dict) or v is None else str(v)
+            for k, v in doc.items()}
