@@ -22,7 +22,6 @@ from typing import Any
 
 from genai_core.errors import FailedPrecondition, InvalidArgument
 
-
 Docs = list[dict[str, Any]]
 PACKAGE_DATA = Path(__file__).parent / "data"
 

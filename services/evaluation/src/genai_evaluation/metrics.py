@@ -26,7 +26,7 @@ from genai_core.errors import InvalidArgument
 from genai_evaluation import statistics
 from genai_evaluation.types import MetricValue, OutputType, Sample
 
-O = OutputType
+OT = OutputType
 
 
 @dataclass(frozen=True)
@@ -40,47 +40,47 @@ class Metric:
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("acc", "Accuracy: the choice with the highest log-likelihood is the gold one (loglikelihood: the "
-           "target is the greedy continuation).", (O.MULTIPLE_CHOICE, O.LOGLIKELIHOOD)),
+           "target is the greedy continuation).", (OT.MULTIPLE_CHOICE, OT.LOGLIKELIHOOD)),
     Metric("acc_norm", "Accuracy with each choice's log-likelihood divided by its length in bytes.",
-           (O.MULTIPLE_CHOICE,)),
-    Metric("perplexity", "exp(-mean log-likelihood of the targets).", (O.LOGLIKELIHOOD,), False, "perplexity"),
-    Metric("token_perplexity", "exp(-log-likelihood / tokens) over the whole corpus.", (O.LOGLIKELIHOOD_ROLLING,),
+           (OT.MULTIPLE_CHOICE,)),
+    Metric("perplexity", "exp(-mean log-likelihood of the targets).", (OT.LOGLIKELIHOOD,), False, "perplexity"),
+    Metric("token_perplexity", "exp(-log-likelihood / tokens) over the whole corpus.", (OT.LOGLIKELIHOOD_ROLLING,),
            False, "token_perplexity"),
-    Metric("word_perplexity", "exp(-log-likelihood / words) over the whole corpus.", (O.LOGLIKELIHOOD_ROLLING,),
+    Metric("word_perplexity", "exp(-log-likelihood / words) over the whole corpus.", (OT.LOGLIKELIHOOD_ROLLING,),
            False, "word_perplexity"),
-    Metric("byte_perplexity", "exp(-log-likelihood / bytes) over the whole corpus.", (O.LOGLIKELIHOOD_ROLLING,),
+    Metric("byte_perplexity", "exp(-log-likelihood / bytes) over the whole corpus.", (OT.LOGLIKELIHOOD_ROLLING,),
            False, "byte_perplexity"),
-    Metric("bits_per_byte", "-log-likelihood / (bytes * ln 2) over the whole corpus.", (O.LOGLIKELIHOOD_ROLLING,),
+    Metric("bits_per_byte", "-log-likelihood / (bytes * ln 2) over the whole corpus.", (OT.LOGLIKELIHOOD_ROLLING,),
            False, "bits_per_byte"),
     Metric("exact_match", "The filtered answer equals the target (options: ignore_case, ignore_punctuation, "
-           "regexes_to_ignore).", (O.GENERATE_UNTIL, O.RAG)),
+           "regexes_to_ignore).", (OT.GENERATE_UNTIL, OT.RAG)),
     Metric("pass_at_k", "Unbiased pass@k of generated code run against the task's tests in the sandbox "
-           "(option k: a list).", (O.GENERATE_UNTIL,)),
-    Metric("ndcg_at_k", "nDCG@k of the ranked results against the relevance judgements (option k).", (O.RETRIEVAL,)),
-    Metric("recall_at_k", "Recall@k of the ranked results (option k).", (O.RETRIEVAL,)),
-    Metric("precision_at_k", "Precision@k of the ranked results (option k).", (O.RETRIEVAL,)),
-    Metric("mrr", "Mean reciprocal rank of the first relevant result.", (O.RETRIEVAL,)),
+           "(option k: a list).", (OT.GENERATE_UNTIL,)),
+    Metric("ndcg_at_k", "nDCG@k of the ranked results against the relevance judgements (option k).", (OT.RETRIEVAL,)),
+    Metric("recall_at_k", "Recall@k of the ranked results (option k).", (OT.RETRIEVAL,)),
+    Metric("precision_at_k", "Precision@k of the ranked results (option k).", (OT.RETRIEVAL,)),
+    Metric("mrr", "Mean reciprocal rank of the first relevant result.", (OT.RETRIEVAL,)),
     Metric("faithfulness", "LLM judge: the answer is supported by the retrieved contexts (P(yes) of the judge).",
-           (O.RAG,)),
-    Metric("answer_relevance", "LLM judge: the answer addresses the question (P(yes) of the judge).", (O.RAG,)),
+           (OT.RAG,)),
+    Metric("answer_relevance", "LLM judge: the answer addresses the question (P(yes) of the judge).", (OT.RAG,)),
     Metric("context_precision", "LLM judge: average precision of the retrieved contexts judged relevant, by rank.",
-           (O.RAG,)),
-    Metric("context_recall", "LLM judge: the reference answer is supported by the retrieved contexts.", (O.RAG,)),
-    Metric("faithfulness_overlap", "Non-LLM: share of the answer's content words found in the contexts.", (O.RAG,)),
+           (OT.RAG,)),
+    Metric("context_recall", "LLM judge: the reference answer is supported by the retrieved contexts.", (OT.RAG,)),
+    Metric("faithfulness_overlap", "Non-LLM: share of the answer's content words found in the contexts.", (OT.RAG,)),
     Metric("context_recall_overlap", "Non-LLM: share of the reference answer's content words found in the "
-           "contexts.", (O.RAG,)),
-    Metric("answer_similarity", "Non-LLM: cosine of the answer's and the reference's embeddings.", (O.RAG,)),
-    Metric("answer_f1", "Non-LLM: token F1 of the answer against the reference (SQuAD style).", (O.RAG,)),
+           "contexts.", (OT.RAG,)),
+    Metric("answer_similarity", "Non-LLM: cosine of the answer's and the reference's embeddings.", (OT.RAG,)),
+    Metric("answer_f1", "Non-LLM: token F1 of the answer against the reference (SQuAD style).", (OT.RAG,)),
 )}
 
 # The metrics a task reports when its metric_list is empty.
 DEFAULTS: dict[OutputType, tuple[str, ...]] = {
-    O.MULTIPLE_CHOICE: ("acc", "acc_norm"),
-    O.LOGLIKELIHOOD: ("acc", "perplexity"),
-    O.LOGLIKELIHOOD_ROLLING: ("token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"),
-    O.GENERATE_UNTIL: ("exact_match",),
-    O.RETRIEVAL: ("ndcg_at_k", "recall_at_k", "mrr"),
-    O.RAG: ("faithfulness", "answer_relevance", "context_precision", "context_recall", "faithfulness_overlap",
+    OT.MULTIPLE_CHOICE: ("acc", "acc_norm"),
+    OT.LOGLIKELIHOOD: ("acc", "perplexity"),
+    OT.LOGLIKELIHOOD_ROLLING: ("token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte"),
+    OT.GENERATE_UNTIL: ("exact_match",),
+    OT.RETRIEVAL: ("ndcg_at_k", "recall_at_k", "mrr"),
+    OT.RAG: ("faithfulness", "answer_relevance", "context_precision", "context_recall", "faithfulness_overlap",
             "context_recall_overlap", "answer_similarity", "answer_f1"),
 }
 
