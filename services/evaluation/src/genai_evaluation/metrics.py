@@ -41,7 +41,7 @@ class Metric:
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("acc", "Accuracy: the choice with the highest log-likelihood is the gold one (loglikelihood: the "
            "target is the greedy continuation).", (OT.MULTIPLE_CHOICE, OT.LOGLIKELIHOOD)),
-    Metric("acc_norm", "Accuracy with each choice's log-likelihood divided by its length in bytes.",
+    Metric("acc_norm", "Accuracy with each choice's log-likelihood divided by its length in characters (as lm-eval).",
            (OT.MULTIPLE_CHOICE,)),
     Metric("perplexity", "exp(-mean log-likelihood of the targets).", (OT.LOGLIKELIHOOD,), False, "perplexity"),
     Metric("token_perplexity", "exp(-log-likelihood / tokens) over the whole corpus.", (OT.LOGLIKELIHOOD_ROLLING,),

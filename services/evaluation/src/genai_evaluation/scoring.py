@@ -72,9 +72,8 @@ async def multiple_choice(ctx: TaskContext, examples: Sequence[Example]) -> list
             results = await asyncio.gather(*(_score(ctx, c, k) for c, k in mine))
         lls = [sum(r.logprobs) for r in results]
         best = max(range(len(lls)), key=lambda i: lls[i])
-        # acc_norm divides by the choice's length in bytes, as lm-eval does.
-        normed = [ll / max(1, len((ctx.task.target_delimiter + c).encode())) for ll, c in zip(lls, example.choices,
-                                                                                              strict=True)]
+        # acc_norm divides by the choice's length in characters, as lm-eval does.
+        normed = [ll / max(1, len(c)) for ll, c in zip(lls, example.choices, strict=True)]
         best_norm = max(range(len(normed)), key=lambda i: normed[i])
         scores = {"acc": float(best == example.gold), "acc_norm": float(best_norm == example.gold)}
         return Sample(ctx.task.id, example.index, doc_json(example.doc), prompt=text, target=example.target,
