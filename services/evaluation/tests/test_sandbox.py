@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from genai_evaluation.sandbox import Sandbox
 
 pytestmark = pytest.mark.slow

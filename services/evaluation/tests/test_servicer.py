@@ -13,7 +13,6 @@ from genai.evaluation.v1 import evaluation_service_pb2_grpc as pb_grpc
 from genai_core.deferred import Deferred
 from genai_core.status import field_violations
 from genai_core.testing import running_server
-
 from genai_evaluation.registry import TaskRegistry
 from genai_evaluation.runner import RunnerSettings
 from genai_evaluation.runs import Runs, RunsSettings

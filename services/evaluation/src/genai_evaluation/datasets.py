@@ -133,12 +133,25 @@ def _gsm8k(docs: Docs) -> Docs:
     return [{**d, "final_answer": d["answer"].split("####")[-1].strip()} for d in docs]
 
 
+def _gsm8k_queries(docs: Docs) -> Docs:
+    return [{"query": d["question"], "relevant": [f"gsm8k-{i}"]} for i, d in enumerate(docs)]
+
+
+def _gsm8k_answers(docs: Docs) -> Docs:
+    return [{"id": f"gsm8k-{i}", "text": d["answer"]} for i, d in enumerate(docs)]
+
+
 PROCESSORS: dict[str, Callable[[Docs], Docs]] = {
     "gpqa": _gpqa,
     "gsm8k": _gsm8k,
+    "gsm8k_queries": _gsm8k_queries,
+    "gsm8k_answers": _gsm8k_answers,
 }
 
 
 def load(spec: DatasetSpec, data_dir: Path) -> Docs:
+    """The documents of ``spec``; option ``first: n`` keeps the first n of the source."""
     docs = SOURCES[spec.source].load(spec.options, data_dir)
+    if isinstance(spec.options.get("first"), int):
+        docs = docs[: spec.options["first"]]
     return PROCESSORS[spec.process_docs](docs) if spec.process_docs else docs
