@@ -43,7 +43,9 @@ def _ints(value: Any) -> Any:
 
 
 def _json(message) -> dict[str, Any]:
-    return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    # Every field, zeros included (example_index 0, value 0.0): clients index by these keys.
+    return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                           always_print_fields_with_no_presence=True))
 
 
 def _choice(table: dict, value: str | None, param: str) -> int:

@@ -8,6 +8,7 @@ vectors). Metrics come from ``ir-measures`` (trec_eval's definitions): nDCG@k, R
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from genai_evaluation.prompts import Example
 from genai_evaluation.types import Sample, SearchMode
 
 EVAL_TENANT = "evaluation"
+_BUILDING: dict[str, threading.Lock] = {}
+_BUILDING_GUARD = threading.Lock()
 _MEASURES = {"ndcg_at_k": lambda k: ir_measures.nDCG @ k, "recall_at_k": lambda k: ir_measures.R @ k,
              "precision_at_k": lambda k: ir_measures.P @ k}
 
@@ -44,9 +47,15 @@ async def prepare(ctx: TaskContext, corpus: Sequence[dict[str, Any]]) -> tuple[s
                            resource_name=target.collection)
         return tenant, target.collection
     name = own_collection(ctx.task.id)
-    count = await ctx.retriever.document_count(EVAL_TENANT, name)
-    if count != len(corpus):
-        await ctx.retriever.build(EVAL_TENANT, name, corpus_documents(corpus))
+    # Runs execute on several threads; two runs of one task (an experiment's variants) build it once.
+    with _BUILDING_GUARD:
+        lock = _BUILDING.setdefault(name, threading.Lock())
+    await asyncio.to_thread(lock.acquire)
+    try:
+        if await ctx.retriever.document_count(EVAL_TENANT, name) != len(corpus):
+            await ctx.retriever.build(EVAL_TENANT, name, corpus_documents(corpus))
+    finally:
+        lock.release()
     return EVAL_TENANT, name
 
 
