@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: procfile bench bench-eval bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ $(BENCH_STAMP): $(SETUP_STAMP) requirements/bench.txt
 
 bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8) vs sentence-transformers in-process.
 	$(PY) benchmarks/embedding_bench.py $(BENCH_ARGS)
+
+bench-eval: setup ## Evaluation service vs lm-eval on the same gateway (ex/s), cross-check, scores with CIs, judge, bad input.
+	$(PY) benchmarks/eval_bench.py $(BENCH_ARGS)
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)

@@ -57,11 +57,11 @@ def test_lm_eval_local_completions_matches_the_service(suite, tmp_path):
     task = builtin_tasks()["gpqa_diamond"]
     docs = datasets.load(task.dataset, tmp_path)
     limit = 3
-    name, include = lmeval.export(task, docs, tmp_path / "tasks", limit=limit)
+    name, include = lmeval.export(task, docs, tmp_path / "tasks")
     # lm-eval detects our /tokenizer_info + /tokenize and tokenizes remotely: no tokenizer download.
     theirs = _lm_eval(["--model", "local-completions", "--model_args",
                        f"model={MODEL},base_url={suite.base_url}/v1/completions,max_retries=1", "--batch_size", "4",
-                       "--tasks", name, "--include_path", str(include)], tmp_path / "out")
+                       "--tasks", name, "--include_path", str(include), "--limit", str(limit)], tmp_path / "out")
     run = _finish(suite, _create(suite, {"tasks": ["gpqa_diamond"], "limit": limit})["id"])
     assert run["state"] == "STATE_SUCCEEDED"
     ours = {r["metric"]: r["value"] for r in run["results"]}
@@ -75,10 +75,10 @@ def test_lm_eval_local_completions_matches_the_service(suite, tmp_path):
 def test_lm_eval_local_chat_completions_generates(suite, tmp_path):
     task = builtin_tasks()["gsm8k"]
     docs = datasets.load(task.dataset, tmp_path)
-    name, include = lmeval.export(task, docs, tmp_path / "tasks", limit=2)
+    name, include = lmeval.export(task, docs, tmp_path / "tasks")
     out = _lm_eval(["--model", "local-chat-completions", "--model_args",
                     f"model={MODEL},base_url={suite.base_url}/v1/chat/completions,max_retries=1",
-                    "--tasks", name, "--include_path", str(include), "--num_fewshot", "0",
+                    "--tasks", name, "--include_path", str(include), "--num_fewshot", "0", "--limit", "2",
                     "--apply_chat_template", "--gen_kwargs", "max_gen_toks=24"], tmp_path / "out")
     assert {s["doc_id"] for s in out["samples"]} == {0, 1}  # one record per document and filter
     assert all(s["resps"][0][0].strip() for s in out["samples"])  # the model answered through our gateway

@@ -17,7 +17,7 @@ from genai.inference.v1 import inference_service_pb2 as inference_pb
 from genai.retrieval.v1 import retrieval_service_pb2 as retrieval_pb
 from genai.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb
 from genai_core.downstream import Downstream
-from genai_core.errors import NotFound
+from genai_core.errors import NotFound, ResourceExhausted
 from genai_core.settings import DownstreamSettings
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -38,6 +38,20 @@ from genai_evaluation.types import ModelRef, SearchMode, Usage
 TOKENIZE_BATCH = 256
 SEARCH_MODES = {SearchMode.DENSE: retrieval_pb.SEARCH_MODE_DENSE, SearchMode.SPARSE: retrieval_pb.SEARCH_MODE_SPARSE,
                 SearchMode.HYBRID: retrieval_pb.SEARCH_MODE_HYBRID}
+
+
+async def _patiently(call, attempts: int = 8):
+    """``call()``, retried with backoff while the service's queue is full (other runs share it)."""
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except ResourceExhausted:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+    raise AssertionError("unreachable")
 
 
 def _usage(u) -> Usage:
@@ -91,9 +105,10 @@ class InferenceModel:
         return out
 
     async def score(self, ids: Sequence[int], start: int) -> Scored:
-        reply = await self._inference.Generate(inference_pb.GenerateRequest(
+        request = inference_pb.GenerateRequest(
             model=self._model, token_ids=inference_pb.TokenIds(ids=list(ids)),
-            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=1)))
+            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=1))
+        reply = await _patiently(lambda: self._inference.Generate(request))
         scored = reply.prompt_logprobs[start:]
         greedy = all(not t.top_logprobs or t.logprob >= t.top_logprobs[0].logprob - 1e-6 for t in scored)
         return Scored(tuple(t.logprob for t in scored), greedy, Usage(len(ids), 0))
@@ -105,8 +120,8 @@ class InferenceModel:
             sampling.top_p = params.top_p
         if params.seed is not None:
             sampling.seed = params.seed
-        reply = await self._inference.Generate(inference_pb.GenerateRequest(model=self._model, text=prompt,
-                                                                            sampling=sampling))
+        request = inference_pb.GenerateRequest(model=self._model, text=prompt, sampling=sampling)
+        reply = await _patiently(lambda: self._inference.Generate(request))
         texts = tuple(c.text for c in sorted(reply.completions, key=lambda c: c.index))
         return Generated(texts, _usage(reply.usage))
 

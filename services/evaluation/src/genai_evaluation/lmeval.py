@@ -22,15 +22,16 @@ from genai_evaluation.types import OutputType
 SUPPORTED = {OutputType.MULTIPLE_CHOICE, OutputType.LOGLIKELIHOOD, OutputType.GENERATE_UNTIL}
 
 
-def export(spec: TaskSpec, docs: Sequence[dict[str, Any]], out_dir: Path, limit: int | None = None) -> tuple[str, Path]:
-    """Write ``<out_dir>/<task>.yaml`` and its documents; return (lm-eval task name, include path)."""
+def export(spec: TaskSpec, docs: Sequence[dict[str, Any]], out_dir: Path) -> tuple[str, Path]:
+    """Write ``<out_dir>/<task>.yaml`` and all its documents (the few-shot pool too); return (lm-eval task
+    name, include path). Evaluate the first N with lm-eval's ``--limit N``, as a run's ``limit`` does."""
     if spec.output_type not in SUPPORTED or spec.execution is not None:
         raise InvalidArgument.for_field("task", f"{spec.id} cannot be exported to lm-eval ({spec.output_type.value})")
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"genai_{spec.id}"
     data = out_dir / f"{name}.jsonl"
     with data.open("w", encoding="utf-8") as handle:
-        for doc in docs[:limit] if limit else docs:
+        for doc in docs:
             handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
     task: dict[str, Any] = {
         "task": name,
