@@ -167,3 +167,15 @@ def test_a_killed_service_resumes_the_run_without_rescoring(suite, tmp_path):
         assert all(after[i] == trace for i, trace in before.items())
     finally:
         assert stop(proc, 30) is not None, log_tail(log)
+
+
+def test_an_openai_compatible_endpoint_scores_like_the_inference_service(suite):
+    """The model under test can be any OpenAI-compatible server: here our own gateway, which must give the
+    same log-likelihoods as the inference service (lm-eval's request shapes, remote tokenizer routes)."""
+    endpoint = {"base_url": f"{suite.base_url}/v1", "model": MODEL, "api_key": "secret-key"}
+    direct = _finish(suite, _create(suite, {"tasks": ["gpqa_diamond"], "limit": 2})["id"])
+    remote = _finish(suite, _create(suite, {"tasks": ["gpqa_diamond"], "limit": 2, "endpoint": endpoint})["id"])
+    assert remote["state"] == "STATE_SUCCEEDED", remote
+    assert remote["spec"]["model"]["endpoint"]["api_key"] == ""  # stored to resume, never returned
+    for a, b in zip(_samples(suite.base_url, direct["id"]), _samples(suite.base_url, remote["id"]), strict=True):
+        assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-4)
