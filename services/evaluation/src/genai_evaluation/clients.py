@@ -104,14 +104,16 @@ class InferenceModel:
             out += [list(e.ids) for e in reply.encodings]
         return out
 
-    async def score(self, ids: Sequence[int], start: int) -> Scored:
+    async def score(self, ids: Sequence[int], start: int, greedy: bool = False) -> Scored:
+        # The most likely alternative per position only when greediness is asked for: it costs a top-k
+        # over the vocabulary at every prompt position.
         request = inference_pb.GenerateRequest(
             model=self._model, token_ids=inference_pb.TokenIds(ids=list(ids)),
-            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=1))
+            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=int(greedy)))
         reply = await _patiently(lambda: self._inference.Generate(request))
         scored = reply.prompt_logprobs[start:]
-        greedy = all(not t.top_logprobs or t.logprob >= t.top_logprobs[0].logprob - 1e-6 for t in scored)
-        return Scored(tuple(t.logprob for t in scored), greedy, Usage(len(ids), 0))
+        is_greedy = greedy and all(t.top_logprobs and t.logprob >= t.top_logprobs[0].logprob - 1e-6 for t in scored)
+        return Scored(tuple(t.logprob for t in scored), is_greedy, Usage(len(ids), 0))
 
     async def generate(self, prompt: str, params: GenerateParams) -> Generated:
         sampling = inference_pb.SamplingParams(max_new_tokens=params.max_new_tokens, temperature=params.temperature,

@@ -90,16 +90,17 @@ class EndpointModel:
             for t in texts))
         return [list(r["tokens"]) for r in replies]
 
-    async def score(self, ids: Sequence[int], start: int) -> Scored:
+    async def score(self, ids: Sequence[int], start: int, greedy: bool = False) -> Scored:
         reply = await self._call("POST", f"{self._base}/completions", json={
             "model": self._endpoint.model, "prompt": [list(ids)], "max_tokens": 1, "temperature": 0,
             "logprobs": 1, "echo": True})
         logprobs = reply["choices"][0]["logprobs"]
         values = logprobs["token_logprobs"][start: len(ids)]
         tops = logprobs["top_logprobs"][start: len(ids)]
-        greedy = all(top is None or value >= max(top.values()) - 1e-6 for value, top in zip(values, tops, strict=True))
+        is_greedy = greedy and all(top is not None and value >= max(top.values()) - 1e-6
+                                   for value, top in zip(values, tops, strict=True))
         usage = reply.get("usage") or {}
-        return Scored(tuple(float(v) for v in values), greedy, Usage(int(usage.get("prompt_tokens", len(ids))), 0))
+        return Scored(tuple(float(v) for v in values), is_greedy, Usage(int(usage.get("prompt_tokens", len(ids))), 0))
 
     async def generate(self, prompt: str, params: GenerateParams) -> Generated:
         body: dict[str, Any] = {"model": self._endpoint.model, "prompt": prompt, "max_tokens": params.max_new_tokens,

@@ -61,8 +61,9 @@ class LanguageModel(Protocol):
         """Token ids of each text, without special tokens."""
         ...
 
-    async def score(self, ids: Sequence[int], start: int) -> Scored:
-        """The log-probability of each of ``ids[start:]`` given the tokens before it (``start`` >= 1)."""
+    async def score(self, ids: Sequence[int], start: int, greedy: bool = False) -> Scored:
+        """The log-probability of each of ``ids[start:]`` given the tokens before it (``start`` >= 1);
+        with ``greedy``, also whether each was the most likely token (else ``Scored.greedy`` is False)."""
         ...
 
     async def generate(self, prompt: str, params: GenerateParams) -> Generated: ...

@@ -46,11 +46,12 @@ async def _pairs(ctx: TaskContext, pairs: Sequence[tuple[str, str]]) -> list[tup
     return out
 
 
-async def _score(ctx: TaskContext, context_ids: list[int], continuation_ids: list[int]) -> Scored:
+async def _score(ctx: TaskContext, context_ids: list[int], continuation_ids: list[int],
+                 greedy: bool = False) -> Scored:
     info = await ctx.model.info()
     sequence = (context_ids + continuation_ids)[-info.max_length:]
     start = max(1, len(sequence) - len(continuation_ids))
-    return await ctx.limited(ctx.model.score(sequence, start))
+    return await ctx.limited(ctx.model.score(sequence, start, greedy))
 
 
 def _usage(results: Sequence[Scored]) -> Usage:
@@ -95,7 +96,7 @@ async def loglikelihood(ctx: TaskContext, examples: Sequence[Example]) -> list[S
 
     async def one(example: Example, text: str, pair: tuple[list[int], list[int]]) -> Sample:
         async with traced(ctx, example) as trace_id:
-            result = await _score(ctx, *pair)
+            result = await _score(ctx, *pair, greedy="acc" in ctx.score_names)
         ll = sum(result.logprobs)
         scores = {"acc": float(result.greedy)}
         return Sample(ctx.task.id, example.index, doc_json(example.doc), prompt=text, target=example.target,

@@ -42,12 +42,12 @@ class FakeModel:
     async def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [[ord(c) for c in t] for t in texts]
 
-    async def score(self, ids: Sequence[int], start: int) -> Scored:
+    async def score(self, ids: Sequence[int], start: int, greedy: bool = False) -> Scored:
         if self.delay:
             await asyncio.sleep(self.delay)
         self.scored.append(tuple(ids))
         values = tuple(char_logprob(ids[i - 1], ids[i]) for i in range(start, len(ids)))
-        return Scored(values, all(abs(ids[i] - ids[i - 1]) % 17 == 0 for i in range(start, len(ids))),
+        return Scored(values, greedy and all(abs(ids[i] - ids[i - 1]) % 17 == 0 for i in range(start, len(ids))),
                       Usage(len(ids), 0))
 
     async def generate(self, prompt: str, params: GenerateParams) -> Generated:
