@@ -16,6 +16,7 @@ from genai_core.errors import AlreadyExists, InvalidArgument, NotFound
 from genai_evaluation import datasets
 from genai_evaluation.store import SqlStore
 from genai_evaluation.taskspec import TaskSpec, parse_task
+from genai_evaluation.types import OutputType
 
 BUILTIN_DIR = Path(__file__).with_name("tasks")
 
@@ -51,6 +52,14 @@ class TaskRegistry:
     def list(self) -> list[TaskSpec]:
         registered = [parse_task(text) for text in self._store.tasks().values()]
         return sorted([*self._builtin.values(), *registered], key=lambda t: t.id)
+
+    def page(self, output_type: OutputType | None, token: str, size: int) -> tuple[list[TaskSpec], str]:
+        """One page of tasks (of ``output_type``, or all) by id, and the next page's token."""
+        if token and not token.isdigit():
+            raise InvalidArgument.for_field("page_token", "pass the next_page_token of a previous response")
+        start, size = int(token or 0), size or 100
+        found = [t for t in self.list() if output_type in (None, t.output_type)]
+        return found[start: start + size], str(start + size) if start + size < len(found) else ""
 
     def register(self, text: str, replace: bool, now: float) -> TaskSpec:
         spec = parse_task(text)

@@ -194,8 +194,10 @@ class Runs:
         names = [v.name for v in variants]
         if any(not n for n in names) or len(set(names)) != len(names):
             raise InvalidArgument.for_field("variants", "every variant needs a unique, non-empty name")
+        if all(v.model is None and v.prompt_template is None and v.search_mode is None for v in variants):
+            raise InvalidArgument.for_field("variants", "variants must change the model, prompt or search mode")
         specs = []
-        for i, v in enumerate(variants):
+        for v in variants:
             spec = base
             if v.model is not None:
                 spec = replace(spec, model=v.model)
@@ -203,9 +205,6 @@ class Runs:
                 spec = replace(spec, prompt_template=v.prompt_template)
             if v.search_mode is not None:
                 spec = replace(spec, retrieval=replace(spec.retrieval, mode=v.search_mode))
-            if spec == base and i > 0 and all(x.model is None and x.prompt_template is None and x.search_mode is None
-                                             for x in variants):
-                raise InvalidArgument.for_field("variants", "variants must change the model, prompt or search mode")
             await self._check(spec)
             specs.append(replace(spec, labels={**spec.labels, "variant": v.name}))
         experiment_id = f"exp-{uuid.uuid4().hex[:12]}"

@@ -40,13 +40,10 @@ class EvaluationServicer(pb_grpc.EvaluationServiceServicer):
                                   max_message_bytes=self._max_message_bytes)
 
     async def ListTasks(self, request, context):
-        wanted = convert.output_type(request.output_type)
-        specs = [t for t in await asyncio.to_thread(self._runs.registry.list) if wanted in (None, t.output_type)]
-        start = int(request.page_token) if request.page_token.isdigit() else 0
-        size = request.page_size or 100
-        page = specs[start: start + size]
+        page, token = await asyncio.to_thread(self._runs.registry.page, convert.output_type(request.output_type),
+                                              request.page_token, request.page_size)
         return pb.ListTasksResponse(request_id=request_id(request), tasks=[await self._task(t) for t in page],
-                                    next_page_token=str(start + size) if start + size < len(specs) else "")
+                                    next_page_token=token)
 
     async def GetTask(self, request, context):
         spec = await asyncio.to_thread(self._runs.registry.get, request.task_id)
