@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -47,7 +48,9 @@ def _status(code: int, stderr: str) -> str:
     if code > 128 and code - 128 in {s.value for s in SIGNALS}:
         return f"failed: {SIGNALS[signal.Signals(code - 128)]}"
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit status {code}"
+    # The exception line, not the traceback's header (forked children interleave their tracebacks).
+    errors = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", line)]
+    last = errors[-1] if errors else lines[-1] if lines else f"exit status {code}"
     return f"failed: {last[:200]}"
 
 

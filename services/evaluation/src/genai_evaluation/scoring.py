@@ -112,6 +112,7 @@ async def rolling(ctx: TaskContext, examples: Sequence[Example]) -> list[Sample]
     ids = await ctx.model.tokenize(texts)
 
     async def one(example: Example, text: str, tokens: list[int]) -> Sample:
+        tokens = tokens[: ctx.task.rolling_max_tokens] if ctx.task.rolling_max_tokens else tokens
         windows = prompts.rolling_windows(tokens, info.prefix_token_id, info.max_length - 1)
         if not ctx.task.rolling_prefix and windows:
             first, _ = windows[0]

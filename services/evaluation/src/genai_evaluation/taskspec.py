@@ -98,6 +98,7 @@ class TaskSpec:
     corpus: DatasetSpec | None = None
     retrieval: RetrievalSpec = RetrievalSpec()
     rolling_prefix: bool = True  # loglikelihood_rolling: score the first token after the prefix token
+    rolling_max_tokens: int | None = None  # loglikelihood_rolling: score only a text's first N tokens
     yaml: str = ""
 
     @property
@@ -302,6 +303,9 @@ def parse_task(text: str, *, builtin: bool = False) -> TaskSpec:
         raise _bad("repeats", "must be between 1 and 100")
     metadata = _expect(data, "metadata", dict, {}) or {}
     rolling = _expect(data, "rolling", dict, {}) or {}
+    max_tokens = rolling.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 2):
+        raise _bad("rolling.max_tokens", "an integer >= 2: score only each text's first N tokens")
     spec = TaskSpec(
         id=task_id,
         output_type=output_type,
@@ -326,6 +330,7 @@ def parse_task(text: str, *, builtin: bool = False) -> TaskSpec:
         corpus=corpus,
         retrieval=_retrieval(data.get("retrieval")),
         rolling_prefix=bool(rolling.get("score_first_token", True)),
+        rolling_max_tokens=max_tokens,
         yaml=text,
     )
     needs_execution = any(m.name == "pass_at_k" for m in spec.metrics)
