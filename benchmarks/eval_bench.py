@@ -448,7 +448,7 @@ def bad_input(suite: Suite, report: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mc", type=int, default=20, help="GPQA questions for throughput and the cross-check")
-    parser.add_argument("--gsm8k", type=int, default=8, help="GSM8K questions (5-shot generation)")
+    parser.add_argument("--gsm8k", type=int, default=24, help="GSM8K questions (5-shot generation)")
     parser.add_argument("--ppl", type=int, default=50, help="GSM8K texts for perplexity (and int8 GPQA)")
     parser.add_argument("--humaneval", type=int, default=20)
     parser.add_argument("--retrieval", type=int, default=100, help="queries per retrieval task")

@@ -8,7 +8,7 @@ model calls is recorded with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,9 +43,14 @@ class TaskContext:
     def score_names(self) -> tuple[str, ...]:
         return self.task.score_names
 
-    async def limited(self, call: Awaitable[T]) -> T:
-        async with self.limit:
-            return await call
+    async def limited(self, call: Coroutine[Any, Any, T]) -> T:
+        """``call`` once one of the run's in-flight slots is free."""
+        try:
+            async with self.limit:
+                return await call
+        except BaseException:
+            call.close()  # cancelled while waiting for a slot: the call never started
+            raise
 
 
 @asynccontextmanager

@@ -32,10 +32,12 @@ from genai_evaluation.types import (
     Progress,
     Run,
     RunState,
+    Sample,
 )
 
 logger = logging.getLogger(__name__)
 
+PER_EXAMPLE = {OutputType.GENERATE_UNTIL, OutputType.RAG}  # long, uneven calls: one example per unit
 EVALUATORS: dict[OutputType, Evaluator] = {
     **scoring.EVALUATORS,
     OutputType.GENERATE_UNTIL: generation.generate_until,
@@ -156,23 +158,37 @@ class Runner:
             stored = self._store.sample_indexes(run.id, task.id)
             todo = [i for i in range(size) if i not in stored]
             evaluator = EVALUATORS[task.output_type]
-            for at in range(0, len(todo), self._settings.batch_size):
-                self._check()
-                batch = todo[at: at + self._settings.batch_size]
+            # Small units flow through continuously (no batch waits for its slowest example, which matters
+            # for generation); finished samples are stored batch_size at a time, each write whole.
+            unit = 1 if task.output_type in PER_EXAMPLE else max(1, self._settings.batch_size // 4)
+            units = [todo[at: at + unit] for at in range(0, len(todo), unit)]
+
+            def start(indexes: list[int], task=task, docs=docs, fewshot=fewshot, evaluator=evaluator,
+                      ctx=ctx) -> asyncio.Future:
                 examples = [prompts.build(task, docs, i, few_shot=spec.few_shot, fewshot_docs=fewshot,
-                                          prompt_template=spec.prompt_template, seed=spec.seed) for i in batch]
-                samples = await self._until_stopped(evaluator(ctx, examples))
-                self._store.put_samples(run.id, samples)
-                done += len(samples)
-                usage = run.usage
-                for s in samples:
-                    usage = usage + s.usage
-                rate = (done - done_before) / max(1e-6, time.monotonic() - started)
-                progress = Progress(done, total, task.id, rate, (total - done) / rate if rate > 0 else None)
-                run = replace(self._store.get_run(run.id) or run, progress=progress, usage=usage)
-                run = self._record(run, EventKind.PROGRESS, _progress_json(progress))
-                partial = metrics.aggregate_all(task.id, ctx.score_names, self._store.samples(run.id, task.id), resamples=0)
-                run = self._record(run, EventKind.PARTIAL_METRICS, {"results": [_metric_json(m) for m in partial]})
+                                          prompt_template=spec.prompt_template, seed=spec.seed) for i in indexes]
+                return asyncio.ensure_future(evaluator(ctx, examples))
+
+            window = max(2, 2 * self._settings.max_inflight // unit)
+            pending: set[asyncio.Future] = set()
+            buffer: list[Sample] = []
+            while units or pending or buffer:
+                while units and len(pending) < window:
+                    pending.add(start(units.pop(0)))
+                finished, pending = await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED) \
+                    if pending else (set(), pending)
+                for future in finished:
+                    buffer += future.result()
+                stop = self._should_stop()
+                if buffer and (len(buffer) >= self._settings.batch_size or not (units or pending) or stop):
+                    run, done = self._store_batch(run, task.id, ctx.score_names, buffer, done, done_before, total,
+                                                  started)
+                    buffer = []
+                if stop is not None:
+                    for future in pending:
+                        future.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+                    raise stop
             final = metrics.aggregate_all(task.id, ctx.score_names, self._store.samples(run.id, task.id),
                                           resamples=self._settings.resamples, seed=spec.seed)
             kept = [r for r in run.results if r.task_id != task.id]
@@ -181,18 +197,21 @@ class Runner:
                                                               "results": [_metric_json(m) for m in final]})
         return run
 
-    async def _until_stopped(self, work):
-        """Await ``work``, but give up on it (cancelling its calls) as soon as the run must stop."""
-        task = asyncio.ensure_future(work)
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.25)
-            if done:
-                return task.result()
-            stop = self._should_stop()
-            if stop is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                raise stop
+    def _store_batch(self, run: Run, task_id: str, names, samples: list[Sample], done: int, done_before: int,
+                     total: int, started: float) -> tuple[Run, int]:
+        """Store finished samples in one write, then record progress and the task's metrics so far."""
+        self._store.put_samples(run.id, samples)
+        done += len(samples)
+        usage = run.usage
+        for s in samples:
+            usage = usage + s.usage
+        rate = (done - done_before) / max(1e-6, time.monotonic() - started)
+        progress = Progress(done, total, task_id, rate, (total - done) / rate if rate > 0 else None)
+        run = replace(self._store.get_run(run.id) or run, progress=progress, usage=usage)
+        run = self._record(run, EventKind.PROGRESS, _progress_json(progress))
+        partial = metrics.aggregate_all(task_id, names, self._store.samples(run.id, task_id), resamples=0)
+        run = self._record(run, EventKind.PARTIAL_METRICS, {"results": [_metric_json(m) for m in partial]})
+        return run, done
 
 
 def _progress_json(p: Progress) -> dict[str, Any]:
