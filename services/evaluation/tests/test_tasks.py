@@ -87,6 +87,9 @@ def test_encoding_moves_trailing_spaces_and_rolling_windows_score_every_token_on
     assert [t for part in scored for t in part] == list(range(10, 20))
     assert windows[0] == ([1, 10, 11, 12, 13], 1)
     assert all(len(w) <= 5 for w, _ in windows)
+    bare = prompts.rolling_windows(list(range(10, 20)), prefix=None, max_len=4)
+    assert bare[0] == ([10, 11, 12, 13, 14], 1)  # no prefix: the first token is context only
+    assert [t for w, start in bare for t in w[start:]] == list(range(11, 20))
 
 
 def test_filters_and_metrics_as_gsm8k_uses_them():

@@ -115,17 +115,22 @@ def split_pair(context_ids: Sequence[int], whole_ids: Sequence[int]) -> tuple[li
     return list(whole_ids[: len(context_ids)]), list(whole_ids[len(context_ids):])
 
 
-def rolling_windows(ids: Sequence[int], prefix: int, max_len: int) -> list[tuple[list[int], int]]:
+def rolling_windows(ids: Sequence[int], prefix: int | None, max_len: int) -> list[tuple[list[int], int]]:
     """Disjoint scoring windows over ``ids``: (window tokens, how many leading tokens are context only).
 
-    The first window starts with ``prefix`` so the first token is scored too; later windows carry up to
-    ``max_len`` preceding tokens as context. Every token of ``ids`` is scored exactly once.
+    With a ``prefix`` token the first window starts with it, so the first token is scored too (lm-eval's
+    rule); without one the first token is context only (as a bare prompt's logprobs are). Later windows
+    carry up to ``max_len`` preceding tokens as context. Every scored token is scored exactly once.
     """
     out: list[tuple[list[int], int]] = []
     if not ids:
         return out
-    first = min(max_len, len(ids))
-    out.append(([prefix, *ids[: first]], 1))
+    if prefix is None:
+        first = min(max_len + 1, len(ids))
+        out.append((list(ids[:first]), 1))
+    else:
+        first = min(max_len, len(ids))
+        out.append(([prefix, *ids[:first]], 1))
     done = first
     while done < len(ids):
         end = min(len(ids), done + max_len)

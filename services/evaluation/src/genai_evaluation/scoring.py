@@ -113,10 +113,8 @@ async def rolling(ctx: TaskContext, examples: Sequence[Example]) -> list[Sample]
 
     async def one(example: Example, text: str, tokens: list[int]) -> Sample:
         tokens = tokens[: ctx.task.rolling_max_tokens] if ctx.task.rolling_max_tokens else tokens
-        windows = prompts.rolling_windows(tokens, info.prefix_token_id, info.max_length - 1)
-        if not ctx.task.rolling_prefix and windows:
-            first, _ = windows[0]
-            windows[0] = (first, 2)  # the first token has no prediction: leave it out, as a bare prompt does
+        prefix = info.prefix_token_id if ctx.task.rolling_prefix else None
+        windows = prompts.rolling_windows(tokens, prefix, info.max_length - 1)
         async with traced(ctx, example) as trace_id:
             results = await asyncio.gather(*(ctx.limited(ctx.model.score(w, start)) for w, start in windows))
         ll = sum(sum(r.logprobs) for r in results)
