@@ -40,6 +40,7 @@ class Suite:
     base_url: str
     targets: dict[str, str]  # service name -> host:port
     sink: OtlpSink
+    metrics: dict[str, str]  # service name -> host:port of its Prometheus endpoint
     log: Path
     data_dir: Path
     retrieval_log: Path
@@ -78,6 +79,7 @@ def suite(tmp_path_factory) -> Suite:
     work = tmp_path_factory.mktemp("suite")
     gateway_port = free_port()
     ports = {name: free_port() for name in services.SERVICES}
+    metrics_ports = {name: free_port() for name in services.SERVICES}
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -92,7 +94,7 @@ def suite(tmp_path_factory) -> Suite:
     callers = ["GENAI_GATEWAY_", *(row.env_prefix for row in services.SERVICES.values())]
     for name, row in services.SERVICES.items():
         env[f"{row.env_prefix}PORT"] = str(ports[name])
-        env[f"{row.env_prefix}METRICS_PORT"] = str(free_port())
+        env[f"{row.env_prefix}METRICS_PORT"] = str(metrics_ports[name])
         env[f"{row.env_prefix}DATA_DIR"] = str(work / name)
         env[f"{row.env_prefix}CACHE_DIR"] = str(REPO_ROOT / "var" / "cache")
         env.update({row.target_env(caller): f"127.0.0.1:{ports[name]}" for caller in callers})
@@ -101,7 +103,8 @@ def suite(tmp_path_factory) -> Suite:
     proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
     retrieval = _honcho([RESTARTABLE], env, retrieval_log)
     base = f"http://127.0.0.1:{gateway_port}"
-    suite = Suite(base, {name: f"127.0.0.1:{port}" for name, port in ports.items()}, sink, log, work / "tokenizer",
+    suite = Suite(base, {name: f"127.0.0.1:{port}" for name, port in ports.items()}, sink,
+                  {name: f"127.0.0.1:{port}" for name, port in metrics_ports.items()}, log, work / "tokenizer",
                   retrieval_log, env, retrieval)
     try:
         wait_grpc_serving(suite.retrieval_target, 120, proc=retrieval, log_path=retrieval_log)

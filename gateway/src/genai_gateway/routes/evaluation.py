@@ -8,19 +8,23 @@ gets the events after it, without gaps or repeats; the stream ends after the run
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Header, Query, Request
 from genai.evaluation.v1 import evaluation_service_pb2 as pb
+from genai_core.channels import NO_DEADLINE
+from genai_core.limits import EVALUATION
 from google.protobuf import json_format
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import evaluation_protocol as api
+from genai_gateway.routes._bounds import JSON_SAFE_MAX
 from genai_gateway.routes._fields import set_present
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["evaluation"])
+router = APIRouter(tags=["evaluation"], route_class=ApiRoute)
 
 MODES = {None: pb.SEARCH_MODE_UNSPECIFIED, "dense": pb.SEARCH_MODE_DENSE, "sparse": pb.SEARCH_MODE_SPARSE,
          "hybrid": pb.SEARCH_MODE_HYBRID}
@@ -31,6 +35,11 @@ STATES = {None: pb.EvaluationRun.STATE_UNSPECIFIED, **{s.removeprefix("STATE_").
 RENAMES = {r"^spec\.task_ids": "tasks", r"^spec\.generation\.": "", r"^spec\.retrieval\.mode": "search_mode",
            r"^spec\.retrieval\.": "", r"^spec\.": "", r"^base\.": "base."}
 _UINT64 = {"examples_done", "examples_total", "last_sequence", "sequence", "seed"}
+OutputTypeName = Literal["multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until", "retrieval",
+                         "rag"]
+StateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+PageSize = Annotated[int, Query(ge=1, le=EVALUATION.max_page_size, description="items per page")]
+After = Annotated[int, Query(ge=0, le=JSON_SAFE_MAX, description="only events after this sequence number")]
 
 
 def _ints(value: Any) -> Any:
@@ -46,13 +55,6 @@ def _json(message) -> dict[str, Any]:
     # Every field, zeros included (example_index 0, value 0.0): clients index by these keys.
     return _ints(json_format.MessageToDict(message, preserving_proto_field_name=True,
                                            always_print_fields_with_no_presence=True))
-
-
-def _choice(table: dict, value: str | None, param: str) -> int:
-    if value not in table:
-        raise GatewayError(400, f"{param}: one of {', '.join(k for k in table if k)}", "invalid_request_error",
-                           "invalid_argument", param)
-    return table[value]
 
 
 def _model(name: str | None, endpoint: api.Endpoint | None) -> pb.ModelRef | None:
@@ -88,10 +90,10 @@ async def info(request: Request):
 
 
 @router.get("/v1/evaluations/tasks", summary="List tasks (built-in and registered)")
-async def list_tasks(request: Request, output_type: str | None = None, page_size: int = Query(0, ge=0),
+async def list_tasks(request: Request, output_type: OutputTypeName | None = None, page_size: PageSize = 100,
                      page_token: str = ""):
     message = pb.ListTasksRequest(request_id=calls.request_id(request), page_size=page_size, page_token=page_token,
-                                  output_type=_choice(OUTPUT_TYPES, output_type, "output_type"))
+                                  output_type=OUTPUT_TYPES[output_type])
     return _json(await call(calls.stub(request, "evaluation").ListTasks(message)))
 
 
@@ -108,9 +110,9 @@ async def create_task(body: api.TaskCreate, request: Request):
 
 
 @router.get("/v1/evaluations/metrics", summary="List the metrics tasks can report")
-async def list_metrics(request: Request, output_type: str | None = None):
+async def list_metrics(request: Request, output_type: OutputTypeName | None = None):
     message = pb.ListMetricsRequest(request_id=calls.request_id(request),
-                                    output_type=_choice(OUTPUT_TYPES, output_type, "output_type"))
+                                    output_type=OUTPUT_TYPES[output_type])
     return _json(await call(calls.stub(request, "evaluation").ListMetrics(message)))
 
 
@@ -124,11 +126,11 @@ async def create_run(body: api.RunCreate, request: Request):
 
 
 @router.get("/v1/evaluations/runs", summary="List runs, newest first")
-async def list_runs(request: Request, model: str = "", task_id: str = "", state: str | None = None,
-                    experiment_id: str = "", page_size: int = Query(0, ge=0), page_token: str = ""):
+async def list_runs(request: Request, model: str = "", task_id: str = "", state: StateName | None = None,
+                    experiment_id: str = "", page_size: PageSize = 100, page_token: str = ""):
     message = pb.ListEvaluationRunsRequest(
         request_id=calls.request_id(request), model=model, task_id=task_id, experiment_id=experiment_id,
-        state=_choice(STATES, state, "state"), page_size=page_size, page_token=page_token)
+        state=STATES[state], page_size=page_size, page_token=page_token)
     return _json(await call(calls.stub(request, "evaluation").ListEvaluationRuns(message)))
 
 
@@ -145,7 +147,7 @@ async def cancel_run(run_id: str, request: Request):
 
 
 @router.get("/v1/evaluations/runs/{run_id}/samples", summary="Page through a run's per-example records")
-async def list_samples(run_id: str, request: Request, task_id: str = "", page_size: int = Query(0, ge=0),
+async def list_samples(run_id: str, request: Request, task_id: str = "", page_size: PageSize = 100,
                        page_token: str = ""):
     message = pb.ListEvaluationSamplesRequest(request_id=calls.request_id(request), run_id=run_id, task_id=task_id,
                                               page_size=page_size, page_token=page_token)
@@ -160,12 +162,13 @@ def _frame(event: pb.EvaluationRunEvent) -> bytes:
 
 @router.get("/v1/evaluations/runs/{run_id}/events",
             summary="Follow a run's events as SSE (progress, partial metrics, task results, state changes)")
-async def run_events(run_id: str, request: Request, after: int = Query(0, ge=0),
+async def run_events(run_id: str, request: Request, after: After = 0,
                      last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None):
     if last_event_id is not None and last_event_id.isdigit():
         after = max(after, int(last_event_id))
+    # No deadline: following a run lasts as long as the run; the client leaving cancels the call.
     stream = calls.stub(request, "evaluation").StreamEvaluationRunEvents(pb.StreamEvaluationRunEventsRequest(
-        request_id=calls.request_id(request), run_id=run_id, after_sequence=after))
+        request_id=calls.request_id(request), run_id=run_id, after_sequence=after), timeout=NO_DEADLINE)
     first = await call(stream.read())  # an unknown run is a 404 before the stream starts
 
     async def frames():

@@ -20,8 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genai_gateway.errors import call
 from genai_gateway.routes import calls
+from genai_gateway.routes._bounds import TokenId
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["lm-eval"])
+router = APIRouter(tags=["lm-eval"], route_class=ApiRoute)
 
 
 class TokenizeIn(BaseModel):
@@ -33,7 +35,7 @@ class TokenizeIn(BaseModel):
 
 class DetokenizeIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    tokens: list[int] = Field(description="token ids")
+    tokens: list[TokenId] = Field(description="token ids")
     model: str = ""
 
 

@@ -19,14 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from genai_core.errors import InvalidArgument, NotFound
-
-from genai_embedding import engines
-from genai_embedding.batcher import Batcher
-from genai_embedding.metrics import EmbeddingMetrics
-from genai_embedding.model import ModelSource, resolve
-from genai_embedding.pooling import l2_normalize
-from genai_embedding.settings import EmbeddingSettings
-from genai_embedding.sparse import (
+from genai_sparse.bm25 import (
     DEFAULT_SPARSE_MODEL,
     SPARSE_ALIASES,
     SPARSE_MODELS,
@@ -35,6 +28,13 @@ from genai_embedding.sparse import (
     WordPieceAnalyzer,
     bm25_weights,
 )
+
+from genai_embedding import engines
+from genai_embedding.batcher import Batcher
+from genai_embedding.metrics import EmbeddingMetrics
+from genai_embedding.model import ModelSource, resolve
+from genai_embedding.pooling import l2_normalize
+from genai_embedding.settings import EmbeddingSettings
 
 
 class Truncation(enum.Enum):
@@ -206,7 +206,12 @@ class Embedder:
             if not ids:
                 raise InvalidArgument.for_field(f"{field}[{i}]", "must not be empty")
             if max(ids) >= vocab:
-                raise InvalidArgument.for_field(f"{field}[{i}]", f"token ids must be below the vocabulary size {vocab}")
+                # Most often ids of another tokenizer: LangChain's OpenAIEmbeddings sends tiktoken ids by default.
+                raise InvalidArgument.for_field(
+                    f"{field}[{i}]",
+                    f"token id {max(ids)} is not below the vocabulary size {vocab} of this model's tokenizer; ids of "
+                    "another tokenizer (such as the tiktoken ids LangChain's OpenAIEmbeddings sends unless "
+                    "check_embedding_ctx_length=False) cannot be embedded: send the text instead")
             out.append(truncate(list(ids), self.max_input_tokens, policy, f"{field}[{i}]", special_ends=False))
         return out
 

@@ -55,7 +55,7 @@ class TaskRegistry:
 
     def page(self, output_type: OutputType | None, token: str, size: int) -> tuple[list[TaskSpec], str]:
         """One page of tasks (of ``output_type``, or all) by id, and the next page's token."""
-        if token and not token.isdigit():
+        if token and not (token.isascii() and token.isdigit()):
             raise InvalidArgument.for_field("page_token", "pass the next_page_token of a previous response")
         start, size = int(token or 0), size or 100
         found = [t for t in self.list() if output_type in (None, t.output_type)]

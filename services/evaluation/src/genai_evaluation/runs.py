@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from genai_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from genai_core.limits import EVALUATION
 
 from genai_evaluation import comparison, templates
 from genai_evaluation.ports import BackendsFactory
@@ -30,19 +31,19 @@ from genai_evaluation.types import Comparison, Event, EventKind, OutputType, Run
 
 logger = logging.getLogger(__name__)
 
-MAX_LIMIT = 100_000
+LIMITS = EVALUATION
 POLL_SECONDS = 1.0  # events of runs executed by another replica (shared PostgreSQL) arrive by polling
 
 
 @dataclass(frozen=True)
 class RunsSettings:
     max_concurrent_runs: int = 2
-    max_page_size: int = 1000
+    max_page_size: int = EVALUATION.max_page_size
     runner: RunnerSettings = RunnerSettings()
 
 
 def _page(token: str, size: int, maximum: int) -> tuple[int, int]:
-    if token and not token.isdigit():
+    if token and not (token.isascii() and token.isdigit()):
         raise InvalidArgument.for_field("page_token", "pass the next_page_token of a previous response")
     return int(token or 0), min(size or 100, maximum)
 
@@ -136,19 +137,18 @@ class Runs:
         if len(set(spec.task_ids)) != len(spec.task_ids):
             raise InvalidArgument.for_field("spec.task_ids", "each task only once")
         tasks = [await asyncio.to_thread(self.registry.get, t) for t in spec.task_ids]
-        if spec.limit is not None and not 1 <= spec.limit <= MAX_LIMIT:
-            raise InvalidArgument.for_field("spec.limit", f"must be between 1 and {MAX_LIMIT}")
-        if spec.few_shot is not None and not 0 <= spec.few_shot <= 64:
-            raise InvalidArgument.for_field("spec.few_shot", "must be between 0 and 64")
         gen = spec.generation
-        if gen.max_new_tokens is not None and not 1 <= gen.max_new_tokens <= 4096:
-            raise InvalidArgument.for_field("spec.generation.max_new_tokens", "must be between 1 and 4096")
-        if gen.samples_per_example is not None and not 1 <= gen.samples_per_example <= 100:
-            raise InvalidArgument.for_field("spec.generation.samples_per_example", "must be between 1 and 100")
-        if gen.temperature is not None and not 0 <= gen.temperature <= 2:
-            raise InvalidArgument.for_field("spec.generation.temperature", "must be between 0 and 2")
-        if spec.retrieval.top_k is not None and not 1 <= spec.retrieval.top_k <= 100:
-            raise InvalidArgument.for_field("spec.retrieval.top_k", "must be between 1 and 100")
+        for value, field, low, high in (
+            (spec.limit, "spec.limit", 1, LIMITS.max_examples),
+            (spec.few_shot, "spec.few_shot", 0, LIMITS.max_few_shot),
+            (gen.max_new_tokens, "spec.generation.max_new_tokens", 1, LIMITS.max_new_tokens),
+            (gen.samples_per_example, "spec.generation.samples_per_example", 1, LIMITS.max_samples_per_example),
+            (gen.temperature, "spec.generation.temperature", 0, LIMITS.max_temperature),
+            (gen.top_p, "spec.generation.top_p", 0, 1),
+            (spec.retrieval.top_k, "spec.retrieval.top_k", 1, LIMITS.max_top_k),
+        ):
+            if value is not None and not low <= value <= high:
+                raise InvalidArgument.for_field(field, f"must be between {low} and {high}")
         if spec.prompt_template is not None:
             templates.check(spec.prompt_template, "spec.prompt_template")
         for ref, field in ((spec.model, "spec.model"), (spec.judge, "spec.judge")):
@@ -287,8 +287,9 @@ class Runs:
             raise InvalidArgument.for_field("run_ids", "name at least two different runs")
         if not 0.5 <= confidence < 1:
             raise InvalidArgument.for_field("confidence", "must be in [0.5, 1)")
-        if not 100 <= resamples <= 100_000:
-            raise InvalidArgument.for_field("resamples", "must be between 100 and 100000")
+        if not LIMITS.min_resamples <= resamples <= LIMITS.max_resamples:
+            raise InvalidArgument.for_field("resamples", f"must be between {LIMITS.min_resamples} and "
+                                                         f"{LIMITS.max_resamples}")
         baseline = baseline or run_ids[0]
         if baseline not in run_ids:
             raise InvalidArgument.for_field("baseline_run_id", "must be one of run_ids")

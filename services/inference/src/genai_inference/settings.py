@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import INFERENCE
 from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
@@ -34,10 +35,10 @@ class InferenceSettings:
     onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README)
     max_batch_size: int = 16
     max_queue: int = 64
-    max_new_tokens: int = 512  # default and cap per request
-    max_stop_sequences: int = 8
-    max_top_logprobs: int = 20
-    max_samples: int = 8
+    max_new_tokens: int = INFERENCE.max_new_tokens  # default and cap per request
+    max_stop_sequences: int = INFERENCE.max_stop_sequences
+    max_top_logprobs: int = INFERENCE.max_top_logprobs
+    max_samples: int = INFERENCE.max_samples
     max_loaded_adapters: int = 8
     remote_url: str = ""  # tgi/openai engines: the server's base URL
     remote_api_key: str = ""

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_core.errors import InvalidArgument
+from genai_core.limits import TOKENIZER
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from genai_tokenizer.model import Kind
 
-MIN_VOCAB, MAX_VOCAB = 100, 1_000_000
+MIN_VOCAB, MAX_VOCAB = TOKENIZER.min_vocab_size, TOKENIZER.max_vocab_size
 
 # Which role a well-known special token plays, so trained tokenizers publish bos/eos/pad/unk.
 ROLES = {

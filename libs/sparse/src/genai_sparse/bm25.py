@@ -30,6 +30,11 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+# The BM25 parameters a query is weighted with when no others are configured (the embedding service's
+# GENAI_EMBEDDING_SPARSE_* default to them). With IDF applied by the index and each query term counted once,
+# the weights scale every term alike, so a query's ranking does not depend on them.
+K1, B, AVG_DOC_TERMS = 1.2, 0.75, 100.0
+
 # Lucene's EnglishAnalyzer default stop set (also Elasticsearch's `_english_` minimal set).
 ENGLISH_STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then there these "
@@ -96,3 +101,22 @@ class WordPieceAnalyzer:
 DEFAULT_SPARSE_MODEL = "bm25-english"
 SPARSE_MODELS = {"bm25-english": "english", "bm25-wordpiece": "wordpiece"}  # id → analyzer name in Embedder
 SPARSE_ALIASES = {"all-minilm-l6-v2": "bm25-wordpiece"}  # earlier ids, so old collections keep working
+TEXT_ANALYZERS = {"bm25-english": EnglishAnalyzer}  # the sparse models that need nothing but the text
+
+
+def text_vector(sparse_model: str, text: str) -> SparseVector | None:
+    """``text``'s sparse vector under ``sparse_model`` with the default parameters; None when that model needs
+    the dense model's tokenizer (bm25-wordpiece), which only the embedding service has."""
+    analyzer = TEXT_ANALYZERS.get(sparse_model)
+    if analyzer is None:
+        return None
+    return bm25_weights(_analyzer(analyzer).terms(text, ()), k1=K1, b=B, avgdl=AVG_DOC_TERMS)
+
+
+_ANALYZERS: dict[type, object] = {}
+
+
+def _analyzer(cls: type):  # noqa: ANN202 - one instance per kind: it caches the stems it has hashed
+    if cls not in _ANALYZERS:
+        _ANALYZERS[cls] = cls()
+    return _ANALYZERS[cls]
