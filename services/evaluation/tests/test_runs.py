@@ -28,6 +28,10 @@ from genai_evaluation.types import (
     SearchMode,
     Variant,
 )
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 DOCS = [{"q": f"{a}+{b}?", "choices": [str(a + b - 1), str(a + b), str(a + b + 1)], "label": 1, "n": a + b}
         for a in range(1, 5) for b in range(1, 6)]
@@ -61,6 +65,11 @@ def _yaml(task: dict) -> str:
     return yaml.safe_dump(task, sort_keys=False)
 
 
+EXPORTER = InMemorySpanExporter()
+PROVIDER = TracerProvider(resource=Resource.create({"service.name": "evaluation"}))
+PROVIDER.add_span_processor(SimpleSpanProcessor(EXPORTER))
+
+
 class Harness:
     def __init__(self, store, backends: FakeBackends, **runner) -> None:
         self.store = store
@@ -70,7 +79,8 @@ class Harness:
         for task in (MC, GEN, PPL, RET, RAG):
             self.registry.register(_yaml(task), replace=True, now=0.0)
         self.runs = Runs(store, self.registry, lambda: backends, Sandbox(isolate=False),
-                         RunsSettings(max_concurrent_runs=1, runner=RunnerSettings(batch_size=4, **runner)))
+                         RunsSettings(max_concurrent_runs=1, runner=RunnerSettings(batch_size=4, **runner)),
+                         tracer_provider=PROVIDER)
 
     async def wait(self, run_id: str, timeout: float = 30) -> object:
         async with asyncio.timeout(timeout):
@@ -105,7 +115,11 @@ async def test_multiple_choice_scores_are_the_models_loglikelihoods():
             best = max(range(3), key=lambda i: want[i])
             assert s.scores["acc"] == float(best == 1)
             expected_acc += best == 1
-            assert len(s.trace_id) == 32
+            assert len(s.trace_id) == 32 and int(s.trace_id, 16)
+        # each example's model calls run under its own EVALUATE span, whose trace id the sample records
+        spans = {s.context.trace_id: s for s in EXPORTER.get_finished_spans() if s.name == "evaluation.evaluate mc"}
+        first = spans[int(samples[0].trace_id, 16)]
+        assert first.attributes["evaluation.run_id"] == run.id and first.attributes["evaluation.example_index"] == 0
         acc = next(r for r in done.results if r.metric == "acc")
         assert acc.value == pytest.approx(expected_acc / len(DOCS)) and acc.sample_count == len(DOCS)
         assert acc.ci_lower <= acc.value <= acc.ci_upper and acc.stderr is not None

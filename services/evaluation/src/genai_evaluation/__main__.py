@@ -42,7 +42,7 @@ def main() -> None:
         manager = Runs(store, registry, backends, sandbox, RunsSettings(
             max_concurrent_runs=s.max_concurrent_runs,
             runner=RunnerSettings(batch_size=s.batch_size, max_inflight=s.max_inflight, data_dir=s.data_dir,
-                                  resamples=s.bootstrap_resamples)))
+                                  resamples=s.bootstrap_resamples)), tracer_provider=trace.get_tracer_provider())
         manager.start()
         runs.set(manager)
 

@@ -8,12 +8,13 @@ model calls is recorded with it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from opentelemetry import trace
+from genai_core import spans
+from genai_core.telemetry import current_trace_id
 
 from genai_evaluation.ports import Embeddings, LanguageModel, Retriever
 from genai_evaluation.prompts import Example
@@ -22,7 +23,6 @@ from genai_evaluation.taskspec import TaskSpec
 from genai_evaluation.types import RunSpec, Sample
 
 T = TypeVar("T")
-_tracer = trace.get_tracer("genai_evaluation")
 
 
 @dataclass
@@ -53,15 +53,14 @@ class TaskContext:
             raise
 
 
-@asynccontextmanager
-async def traced(ctx: TaskContext, example: Example) -> AsyncIterator[str]:
-    """A span around one example's model calls; yields its trace id (32 hex digits)."""
-    with _tracer.start_as_current_span(
-        "evaluation.example",
-        attributes={"evaluation.run_id": ctx.run_id, "evaluation.task_id": ctx.task.id,
-                    "evaluation.example_index": example.index},
-    ) as span:
-        yield format(span.get_span_context().trace_id, "032x")
+@contextmanager
+def traced(ctx: TaskContext, example: Example) -> Iterator[str]:
+    """An EVALUATE span around one example's model calls (``evaluation.evaluate <task>``); yields its trace id
+    (32 hex digits), which the sample records so its calls can be found in the trace backend."""
+    with spans.start(spans.Operation.EVALUATE, ctx.task.id) as span:
+        span.attributes(**{"evaluation.run_id": ctx.run_id, "evaluation.task_id": ctx.task.id,
+                            "evaluation.example_index": example.index})
+        yield current_trace_id()
 
 
 Evaluator = Callable[[TaskContext, Sequence[Example]], Awaitable[list[Sample]]]

@@ -48,7 +48,7 @@ async def generate_until(ctx: TaskContext, examples: Sequence[Example]) -> list[
     passes = [m for m in ctx.task.metrics if m.name == "pass_at_k"]
 
     async def one(example: Example, prompt: str) -> Sample:
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             generated = await ctx.limited(ctx.model.generate(prompt, settings))
         responses = [_cut(t, settings.stop) for t in generated.texts]
         scores: dict[str, float] = {}

@@ -127,7 +127,7 @@ async def evaluate(ctx: TaskContext, examples: Sequence[Example]) -> list[Sample
     async def one(example: Example) -> Sample:
         question = templates.render(ctx.task.retrieval.query_field, example.doc)
         reference = example.target
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             hits, retrieval_usage = await ctx.limited(ctx.retriever.search(
                 ctx.tenant, ctx.collection, question, mode(ctx), top_k(ctx), ctx.spec.retrieval.rerank))
             contexts = [h.text for h in hits]

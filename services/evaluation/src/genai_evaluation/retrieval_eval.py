@@ -110,7 +110,7 @@ async def evaluate(ctx: TaskContext, examples: Sequence[Example]) -> list[Sample
 
     async def one(example: Example) -> Sample:
         query = templates.render(spec.query_field, example.doc)
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             hits, usage = await ctx.limited(ctx.retriever.search(ctx.tenant, ctx.collection, query, mode(ctx),
                                                                  top_k(ctx), ctx.spec.retrieval.rerank))
         ranked = ranked_documents(hits)

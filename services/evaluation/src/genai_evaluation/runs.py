@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 from genai_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from genai_core.limits import EVALUATION
+from genai_core.telemetry import with_provider
+from opentelemetry import context as otel_context
 
 from genai_evaluation import comparison, templates
 from genai_evaluation.ports import BackendsFactory
@@ -50,7 +52,8 @@ def _page(token: str, size: int, maximum: int) -> tuple[int, int]:
 
 class Runs:
     def __init__(self, store: SqlStore, registry: TaskRegistry, backends: BackendsFactory, sandbox: Sandbox,
-                 settings: RunsSettings, clock: Callable[[], float] = time.time) -> None:
+                 settings: RunsSettings, clock: Callable[[], float] = time.time,
+                 tracer_provider: object | None = None) -> None:
         self.store = store
         self.registry = registry
         self.sandbox = sandbox
@@ -64,6 +67,7 @@ class Runs:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._checker = None  # a Backends on the server's loop, to check models when runs are created
+        self._tracer_provider = tracer_provider  # a worker thread starts with an empty tracing context
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -100,6 +104,7 @@ class Runs:
                 logger.exception("worker failed on run %s", run_id)
 
     async def _execute(self, run_id: str) -> None:
+        otel_context.attach(with_provider(otel_context.get_current(), self._tracer_provider))
         backends = self._backends()
         try:
             runner = Runner(self.store, self.registry, backends, self.sandbox, self.settings.runner, self._notify,

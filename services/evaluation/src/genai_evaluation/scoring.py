@@ -68,7 +68,7 @@ async def multiple_choice(ctx: TaskContext, examples: Sequence[Example]) -> list
     encoded = await _pairs(ctx, pairs)
 
     async def one(example: Example, text: str, offset: int) -> Sample:
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             mine = encoded[offset: offset + len(example.choices)]
             results = await asyncio.gather(*(_score(ctx, c, k) for c, k in mine))
         lls = [sum(r.logprobs) for r in results]
@@ -95,7 +95,7 @@ async def loglikelihood(ctx: TaskContext, examples: Sequence[Example]) -> list[S
                                                                                              strict=True)])
 
     async def one(example: Example, text: str, pair: tuple[list[int], list[int]]) -> Sample:
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             result = await _score(ctx, *pair, greedy="acc" in ctx.score_names)
         ll = sum(result.logprobs)
         scores = {"acc": float(result.greedy)}
@@ -115,7 +115,7 @@ async def rolling(ctx: TaskContext, examples: Sequence[Example]) -> list[Sample]
         tokens = tokens[: ctx.task.rolling_max_tokens] if ctx.task.rolling_max_tokens else tokens
         prefix = info.prefix_token_id if ctx.task.rolling_prefix else None
         windows = prompts.rolling_windows(tokens, prefix, info.max_length - 1)
-        async with traced(ctx, example) as trace_id:
+        with traced(ctx, example) as trace_id:
             results = await asyncio.gather(*(ctx.limited(ctx.model.score(w, start)) for w, start in windows))
         ll = sum(sum(r.logprobs) for r in results)
         scored = sum(len(r.logprobs) for r in results)
