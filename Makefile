@@ -13,14 +13,14 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval gateway
+PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval services/evaluation gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: load traces traces-check procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: load traces traces-check procfile bench bench-eval bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -129,6 +129,9 @@ $(BENCH_STAMP): $(SETUP_STAMP) requirements/bench.txt
 
 bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8) vs sentence-transformers in-process.
 	$(PY) benchmarks/embedding_bench.py $(BENCH_ARGS)
+
+bench-eval: setup ## Evaluation service vs lm-eval on the same gateway (ex/s), cross-check, scores with CIs, judge, bad input.
+	$(PY) benchmarks/eval_bench.py $(BENCH_ARGS)
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)

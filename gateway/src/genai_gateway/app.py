@@ -15,7 +15,9 @@ from genai_gateway.deadlines import Deadlines
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
 from genai_gateway.routes import (
     embeddings,
+    evaluation,
     health,
+    lmeval,
     models,
     openai,
     operations,
@@ -59,6 +61,8 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
     app.include_router(operations.router, dependencies=[api_keys])
+    app.include_router(evaluation.router, dependencies=[api_keys])
+    app.include_router(lmeval.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
 
     def schema() -> dict:

@@ -65,7 +65,21 @@ class RetrievalLimits:
     max_chunk_size_tokens: int = 8192
 
 
+@dataclass(frozen=True)
+class EvaluationLimits:
+    max_examples: int = 100_000  # a run's limit per task
+    max_few_shot: int = 64
+    max_new_tokens: int = 4096  # per generated answer
+    max_samples_per_example: int = 100  # answers per example (pass@k)
+    max_temperature: float = 2.0
+    max_top_k: int = 100  # retrieval results per query
+    max_page_size: int = 1000  # runs or samples per list page
+    min_resamples: int = 100  # bootstrap resamples of a comparison
+    max_resamples: int = 100_000
+
+
 TOKENIZER = TokenizerLimits()
 INFERENCE = InferenceLimits()
 EMBEDDING = EmbeddingLimits()
 RETRIEVAL = RetrievalLimits()
+EVALUATION = EvaluationLimits()
