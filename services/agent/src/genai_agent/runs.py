@@ -180,7 +180,6 @@ class Runs:
                 await asyncio.wait(after)
             async with self._slots:
                 run = await self._records.put_run(replace(run, status=RunStatus.RUNNING))
-                queue_s = time.perf_counter() - queued
                 outcome = await self._executor.execute(run, assistant, agent, log.append)
                 status, error = outcome.status, outcome.error
         except asyncio.CancelledError:
@@ -196,14 +195,14 @@ class Runs:
 
     async def _finish(self, run: Run, outcome: Outcome | None, status: RunStatus, error: RunError | None,
                       log: EventLog, elapsed: float) -> None:
+        """Record the outcome, then end the log: whoever sees the RunEnd reads the final run and thread."""
         try:
             if outcome is not None:
                 run = replace(run, usage=outcome.usage, steps=outcome.steps, interrupts=outcome.interrupts,
                               timings=replace(outcome.timings, queue_s=max(0.0, elapsed - outcome.timings.total_s)))
             if error is not None and status is not RunStatus.CANCELLED:
                 log.append(ErrorEvent(error))
-            end = log.append(RunEnd(status))
-            run = replace(run, status=status, error=error, last_sequence=end.sequence if end else log.last_sequence)
+            run = replace(run, status=status, error=error, last_sequence=log.last_sequence + 1)
             await self._records.put_run(run)
             self._active.pop(run.run_id, None)
             if run.stateless and not run.spec.keep_thread:
@@ -212,7 +211,9 @@ class Runs:
                 await self._threads.update(run.tenant, run.thread_id, status=_THREAD_STATUS[status])
         except Exception:  # noqa: BLE001 - never leave a run half-finished silently
             logger.exception("recording the end of run %s failed", run.run_id)
+        finally:
             self._active.pop(run.run_id, None)
+            log.append(RunEnd(status))
 
     async def _stop(self, active: _Active, reason: RunError | None, wait: bool = True) -> None:
         active.stop_reason = reason
@@ -285,12 +286,17 @@ class Runs:
         """Block until the run ends or is interrupted: the run and the thread's values at that point."""
         run = await self.get(tenant, thread_id, run_id)
         final: StateValues | None = None
+        end, error = run.status, run.error
         events = await self.join(tenant, thread_id, run_id, modes=frozenset({StreamMode.VALUES}))
         async for event in events:
             if isinstance(event.payload, StateValues):
                 final = event.payload
-        run = await self.get(tenant, thread_id, run_id)
-        return run, final
+            elif isinstance(event.payload, ErrorEvent):
+                error = event.payload.error
+            elif isinstance(event.payload, RunEnd):
+                end = event.payload.status
+        stored = await self._records.get_run(tenant, run_id)  # gone with a stateless run's thread
+        return stored or replace(run, status=end, error=error), final
 
     # -- stopping -----------------------------------------------------------------------------------------
 
