@@ -54,3 +54,20 @@ async def test_react_calls_the_calculator_and_answers(harness):
     updates = [e.payload.node for e in events if isinstance(e.payload, NodeUpdate)]
     assert updates == ["agent", "tools", "agent"]
     assert isinstance(events[0].payload, RunMetadata)
+
+
+async def test_max_tool_rounds_then_the_model_answers_from_the_facts(harness):
+    from genai_agent.types import AgentSpec
+
+    spec = AgentSpec(tools=("calculator", "search"), first_tool_choice="required", max_tool_rounds=2)
+    await harness.domain.assistants.create("default", graph_id="react", spec=spec, name="small")
+    harness.retrieval.docs = {"default": {}}
+    harness.chat.script = [call("calculator", expression="2+2"), call("calculator", expression="4*10"), "40"]
+    run = await harness.domain.runs.create("default", ask("What is (2+2)*10?", assistant_id="small"))
+    done, values = await harness.domain.runs.wait("default", "", run.run_id)
+    assert done.status is RunStatus.SUCCESS and values.messages[-1].content == "40"
+    first, second, last = harness.chat.requests
+    assert (first.tool_choice, second.tool_choice) == ("required", "auto")
+    assert not last.tools and len(last.messages) == 1  # no tools: one message of facts
+    assert last.messages[0].content == ("What is (2+2)*10?\nThe calculator tool says: 4\nThe calculator tool says: 40\n"
+                                        "Answer in one sentence using what the tools say.")

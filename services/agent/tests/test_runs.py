@@ -115,7 +115,7 @@ async def test_a_tool_that_raises_gives_its_error_to_the_model(harness):
     assert done.status is RunStatus.SUCCESS
     tool = next(m for m in values.messages if isinstance(m, ToolMessage))
     assert tool.status == "error" and "is not allowed" in tool.content
-    assert values.messages[-1].content.startswith("saw: Error:")
+    assert values.messages[-1].content.startswith("saw: break it") and "tool says: Error:" in values.messages[-1].content
 
 
 async def test_unknown_tool_called_by_the_model_is_an_error_result(harness):

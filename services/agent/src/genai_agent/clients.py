@@ -91,10 +91,17 @@ class InferenceChat:
             model=r.model, messages=[chat_message(m) for m in r.messages],
             sampling=inference.SamplingParams(temperature=r.temperature, max_new_tokens=r.max_tokens),
         )
-        for tool in r.tools:
+        # "none" sends no tools: the service would still parse tool-call markup that a small model copies from the
+        # history's earlier calls; without tools it answers in text.
+        tools = () if r.tool_choice == "none" else r.tools
+        for tool in tools:
+            # Strict: the service constrains the arguments to the schema while decoding; a schema that does
+            # not say otherwise gets no extra keys (as OpenAI's strict mode requires), or a small model fills
+            # them with the tool's description.
+            parameters = {"additionalProperties": False, **tool.parameters}
             message.tools.append(inference.Tool(name=tool.name, description=tool.description,
-                                                parameters=_struct(tool.parameters), strict=True))
-        if r.tools:
+                                                parameters=_struct(parameters), strict=True))
+        if tools:
             if r.tool_choice in _MODES:
                 message.tool_choice.mode = _MODES[r.tool_choice]
             else:

@@ -36,6 +36,7 @@ from genai_agent.types import (
 _SPEC_TYPES: dict[str, type | tuple[type, ...]] = {
     "system_prompt": str, "tools": list, "approval_tools": list, "max_steps": int, "first_tool_choice": str,
     "collection": str, "top_k": int, "max_plan_steps": int, "grader": str, "min_score": (int, float),
+    "max_tool_rounds": int,
 }
 _MODEL_TYPES: dict[str, type | tuple[type, ...]] = {
     "provider": str, "name": str, "base_url": str, "temperature": (int, float), "max_tokens": int}

@@ -251,7 +251,8 @@ def spec(s: AgentSpec) -> pb.AgentSpec:
     return pb.AgentSpec(model=model, system_prompt=s.system_prompt, tools=list(s.tools),
                         approval_tools=list(s.approval_tools), max_steps=s.max_steps,
                         first_tool_choice=s.first_tool_choice, collection=s.collection, top_k=s.top_k,
-                        max_plan_steps=s.max_plan_steps, grader=s.grader.value, min_score=s.min_score)
+                        max_plan_steps=s.max_plan_steps, grader=s.grader.value, min_score=s.min_score,
+                        max_tool_rounds=s.max_tool_rounds)
 
 
 def spec_in(s: pb.AgentSpec, field_path: str = "spec") -> AgentSpec:
@@ -263,7 +264,7 @@ def spec_in(s: pb.AgentSpec, field_path: str = "spec") -> AgentSpec:
                      approval_tools=tuple(s.approval_tools), max_steps=s.max_steps,
                      first_tool_choice=s.first_tool_choice or "auto", collection=s.collection, top_k=s.top_k,
                      max_plan_steps=s.max_plan_steps, grader=_enum(GRADERS, s.grader, f"{field_path}.grader"),
-                     min_score=s.min_score)
+                     min_score=s.min_score, max_tool_rounds=s.max_tool_rounds)
 
 
 def assistant(a: Assistant) -> pb.Assistant:

@@ -22,6 +22,15 @@ from genai_agent.toolkit import Tool, ToolContext
 DEFAULT_TOP_K = 4
 MAX_TOP_K = 20
 
+# Plain arithmetic: numbers, + - * / % **, parentheses. Under constrained decoding (the inference service
+# with strict tools) the pattern is what makes a small model write "37 * 91" instead of free text; a
+# remote model is not constrained and may also use the functions the calculator knows.
+ARITHMETIC = r"^\(*-?[0-9]+(\.[0-9]+)?\)*( ?(\*\*|[-+*/%]) ?\(*-?[0-9]+(\.[0-9]+)?\)*)*$"
+
+
+def _schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
 
 class ToolInputError(ValueError):
     """The model called a tool with arguments it cannot run with; the message goes back to the model."""
@@ -60,10 +69,10 @@ def calculator(_: ToolDeps) -> Tool:
 
     return Tool(
         "calculator",
-        "Evaluate an arithmetic expression, such as '(17 + 3) * 12 / 5'. Supports + - * / // % **, "
-        "parentheses, sqrt, log, exp, sin, cos, round, min, max, pi and e.",
-        {"type": "object", "properties": {"expression": {"type": "string", "description": "the expression"}},
-         "required": ["expression"]},
+        "Evaluate an arithmetic expression such as '(17 + 3) * 12 / 5' (+ - * / % **, parentheses; also sqrt, "
+        "log, exp, sin, cos, round, min, max, pi and e).",
+        _schema({"expression": {"type": "string", "description": "the expression", "maxLength": 80,
+                                "pattern": ARITHMETIC}}, ("expression",)),
         run,
     )
 
@@ -88,9 +97,7 @@ def search(deps: ToolDeps) -> Tool:
     return Tool(
         "search",
         "Search the knowledge base (a retrieval collection) and return the most relevant passages.",
-        {"type": "object", "properties": {
-            "query": {"type": "string", "description": "what to search for"},
-        }, "required": ["query"]},
+        _schema({"query": {"type": "string", "description": "what to search for", "maxLength": 200}}, ("query",)),
         run,
         provider="retrieval",
     )
@@ -105,8 +112,7 @@ def token_count(deps: ToolDeps) -> Tool:
     return Tool(
         "token_count",
         "Count the tokens of a text with the model's tokenizer.",
-        {"type": "object", "properties": {"text": {"type": "string", "description": "the text to count"}},
-         "required": ["text"]},
+        _schema({"text": {"type": "string", "description": "the text to count", "maxLength": 4000}}, ("text",)),
         run,
         provider="tokenizer",
     )
@@ -125,7 +131,7 @@ def current_time(deps: ToolDeps) -> Tool:
     return Tool(
         "current_time",
         "The current date and time, in UTC or in an IANA time zone such as 'Europe/Vienna'.",
-        {"type": "object", "properties": {"timezone": {"type": "string", "description": "IANA time zone"}}},
+        _schema({"timezone": {"type": "string", "description": "IANA time zone", "pattern": "^[A-Za-z_+/-]{1,40}$"}}),
         run,
     )
 
@@ -151,7 +157,7 @@ def http_get(deps: ToolDeps) -> Tool:
     return Tool(
         "http_get",
         "Fetch a URL with HTTP GET and return its status and body (only URLs this deployment allows).",
-        {"type": "object", "properties": {"url": {"type": "string", "description": "the URL"}}, "required": ["url"]},
+        _schema({"url": {"type": "string", "description": "the URL", "maxLength": 2000}}, ("url",)),
         run,
         requires_approval=True,  # it reaches outside the suite: a human confirms each call by default
     )

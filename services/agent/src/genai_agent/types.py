@@ -101,6 +101,7 @@ class AgentSpec:
     max_plan_steps: int = 0
     grader: Grader = Grader.MODEL
     min_score: float = 0.0
+    max_tool_rounds: int = 0
 
 
 @dataclass(frozen=True)
