@@ -29,7 +29,7 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
-from genai_gateway.routes import calls, sse
+from genai_gateway.routes import agent_openai, calls, sse
 from genai_gateway.routes import openai_protocol as api
 
 router = APIRouter(tags=["openai"])
@@ -361,6 +361,8 @@ async def _chat_chunks(
     summary="Chat completion (OpenAI-compatible; SSE when stream is true)",
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
+    if agent_openai.is_agent(body.model):  # model="agent:<assistant>": the agent service answers
+        return await agent_openai.chat_completion(body, request)
     rid, created = calls.request_id(request), int(time.time())
     message, renames = _chat_request(body, rid)
     stub = calls.stub(request, "inference")
@@ -586,6 +588,7 @@ async def list_models(request: Request) -> api.ModelList:
         data.extend(_card(m) for m in reply.models)
         token = reply.next_page_token
         if not token:
+            data.extend(await agent_openai.model_cards(request))
             return api.ModelList(object="list", data=data)
 
 
@@ -593,5 +596,7 @@ async def list_models(request: Request) -> api.ModelList:
     "/v1/models/{model:path}", response_model=api.ModelCard, response_model_exclude_unset=True, summary="Get one model"
 )
 async def get_model(model: str, request: Request) -> api.ModelCard:
+    if agent_openai.is_agent(model):
+        return await agent_openai.model_card(model, request)
     reply = await call(calls.stub(request, "inference").GetModel(pb.GetModelRequest(request_id=calls.request_id(request), model=model)))
     return _card(reply.model)

@@ -141,7 +141,7 @@ class Assistants:
         for a in self._builtins.values():
             if a.graph_id == ref:
                 return a
-        raise NotFound(f"no assistant {ref!r}; list them with assistants.search or GET /v1/agent/assistants",
+        raise NotFound(f"no assistant {ref!r}; list them with ListAssistants (assistants.search over HTTP)",
                        resource_type="assistant", resource_name=ref)
 
     async def search(self, tenant: str, page: Page, *, graph_id: str = "", name: str = "",

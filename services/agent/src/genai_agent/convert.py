@@ -305,7 +305,8 @@ def run(r: Run) -> pb.Run:
                                        total_tokens=r.usage.prompt_tokens + r.usage.completion_tokens),
                  steps=r.steps, attempt=r.attempt, last_sequence=r.last_sequence, max_steps=r.max_steps,
                  create_time=timestamp(r.created_at), update_time=timestamp(r.updated_at),
-                 interrupts=[interrupt(i) for i in r.interrupts])
+                 interrupts=[interrupt(i) for i in r.interrupts],
+                 stream_modes=sorted(STREAM_MODES_OUT[m] for m in r.spec.stream_modes))
     if r.error is not None:
         out.error.CopyFrom(_error(r.error))
     for target, seconds in ((out.timings.total_duration, r.timings.total_s),

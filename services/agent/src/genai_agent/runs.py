@@ -239,9 +239,9 @@ class Runs:
     async def stream(self, tenant: str, spec: RunSpec, modes: frozenset[StreamMode]) -> AsyncIterator[RunEvent]:
         """Create a run and follow its events; closing the iterator early cancels the run unless
         ``spec.on_disconnect`` is continue. The run is created before the first event is yielded."""
-        run = await self.create(tenant, spec)
-        return self._follow_then_cancel(run, 0, modes or frozenset({StreamMode.VALUES}),
-                                        spec.on_disconnect is OnDisconnect.CANCEL)
+        modes = modes or frozenset({StreamMode.VALUES})
+        run = await self.create(tenant, replace(spec, stream_modes=spec.stream_modes or modes))
+        return self._follow_then_cancel(run, 0, modes, spec.on_disconnect is OnDisconnect.CANCEL)
 
     async def _follow_then_cancel(self, run: Run, after: int, modes: frozenset[StreamMode],
                                   cancel: bool) -> AsyncIterator[RunEvent]:
