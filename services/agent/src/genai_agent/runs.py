@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -89,12 +90,17 @@ class Runs:
         self._limits = limits
         self._slots = asyncio.Semaphore(limits.max_concurrent_runs)
         self._active: dict[str, _Active] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # One lock per thread while anyone holds it: decides "is the thread busy" without races, and is
+        # dropped when unused, so a long-lived service does not keep one per thread it ever saw.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- creating -----------------------------------------------------------------------------------------
 
     def _lock(self, tenant: str, thread_id: str) -> asyncio.Lock:
-        return self._locks.setdefault((tenant, thread_id), asyncio.Lock())
+        lock = self._locks.get((tenant, thread_id))
+        if lock is None:
+            lock = self._locks[(tenant, thread_id)] = asyncio.Lock()
+        return lock
 
     def _thread_runs(self, tenant: str, thread_id: str) -> list[_Active]:
         return [a for a in self._active.values() if a.run.tenant == tenant and a.run.thread_id == thread_id]
