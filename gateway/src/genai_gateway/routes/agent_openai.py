@@ -20,6 +20,7 @@ from fastapi import Request
 from genai.agent.v1 import agent_service_pb2 as pb
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.routes import agent_render as render
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import openai_protocol as api
 
@@ -83,18 +84,7 @@ async def chat_completion(body: api.ChatCompletionRequest, request: Request):
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _chunks(stream, rid=rid, created=created, model=body.model, include_usage=include_usage)
         return sse.EventStream(sse.events(frames, [stream], _error_frame, sse.DONE))
-    values, status, error = None, pb.RUN_STATUS_UNSPECIFIED, None
-    try:
-        while (reply := await call(stream.read())) is not grpc.aio.EOF:
-            kind = reply.event.WhichOneof("payload")
-            if kind == "values":
-                values = reply.event.values
-            elif kind == "error":
-                error = reply.event.error
-            elif kind == "end":
-                status = reply.event.end.status
-    finally:
-        stream.cancel()
+    values, status, error = await render.outcome(stream, call)
     if error is not None:
         raise sse.detail_error(error)
     if status == pb.RUN_STATUS_INTERRUPTED:

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from genai.agent.v1 import agent_service_pb2 as pb
 from genai_core.structs import struct_to_dict, whole_numbers
 from google.protobuf import json_format
@@ -142,6 +143,24 @@ def result(status: int, error: Any, v: pb.StateValues | None) -> dict[str, Any]:
     if status in (pb.RUN_STATUS_ERROR, pb.RUN_STATUS_TIMEOUT) and error is not None:
         return {"__error__": {"error": error.reason or error.code, "message": error.message}}
     return values(v, with_interrupts=True) if v is not None else {}
+
+
+async def outcome(stream: Any, read: Any) -> tuple[pb.StateValues | None, int, Any]:
+    """Read a run's event stream to its end: the last values, the end status and the error, if any.
+    ``read`` awaits one message (``errors.call`` around ``stream.read()``); the stream is cancelled after."""
+    values, status, error = None, pb.RUN_STATUS_UNSPECIFIED, None
+    try:
+        while (reply := await read(stream.read())) is not grpc.aio.EOF:
+            kind = reply.event.WhichOneof("payload")
+            if kind == "values":
+                values = reply.event.values
+            elif kind == "error":
+                error = reply.event.error
+            elif kind == "end":
+                status = reply.event.end.status
+    finally:
+        stream.cancel()
+    return values, status, error
 
 
 # -- SSE ------------------------------------------------------------------------------------------------------

@@ -430,21 +430,7 @@ async def _wait_run(request: Request, tenant: str, thread_id: str, body: api.Run
     if body.on_disconnect is None:
         spec_.on_disconnect = pb.ON_DISCONNECT_CONTINUE  # as LangGraph: a dropped wait rejoins with GET .../join
     stream, first = await _open(request, tenant, spec_, [pb.STREAM_MODE_VALUES])
-    values, status, error = None, pb.RUN_STATUS_UNSPECIFIED, None
-    try:
-        while True:
-            reply = await call(stream.read())
-            if reply is grpc.aio.EOF:
-                break
-            kind = reply.event.WhichOneof("payload")
-            if kind == "values":
-                values = reply.event.values
-            elif kind == "error":
-                error = reply.event.error
-            elif kind == "end":
-                status = reply.event.end.status
-    finally:
-        stream.cancel()
+    values, status, error = await render.outcome(stream, call)
     run_url = _locations(request, first.metadata.thread_id, first.metadata.run_id)
     return JSONResponse(render.result(status, error, values),
                         headers={"Content-Location": run_url, "Location": f"{run_url}/join"})
