@@ -282,3 +282,21 @@ async def test_interrupted_run_resumes_after_a_restart_and_lost_runs_fail(tmp_pa
         await h2.store.close()
         for task in [t for t in asyncio.all_tasks() if t.get_name() == f"run-{lost.run_id}"]:
             task.cancel()
+
+
+async def test_breakpoints_and_a_thread_keeps_its_graph(harness):
+    h = harness
+    thread = await h.domain.threads.create(T)
+    h.chat.script = [call("calculator", expression="1+2"), "3"]
+    first = await h.domain.runs.create(T, ask("1+2", thread_id=thread.thread_id, interrupt_before=("*",)))
+    run, _ = await h.domain.runs.wait(T, thread.thread_id, first.run_id)
+    assert run.status is RunStatus.INTERRUPTED  # stopped before the first node
+    assert (await h.domain.threads.state(T, thread.thread_id)).next == ("agent",)
+    second = await h.domain.runs.create(T, RunSpec("react", thread.thread_id, interrupt_after=("tools",)))
+    run, values = await h.domain.runs.wait(T, thread.thread_id, second.run_id)
+    assert run.status is RunStatus.INTERRUPTED and isinstance(values.messages[-1], ToolMessage)
+    third = await h.domain.runs.create(T, RunSpec("react", thread.thread_id))  # no input: continue
+    run, values = await h.domain.runs.wait(T, thread.thread_id, third.run_id)
+    assert run.status is RunStatus.SUCCESS and values.messages[-1].content == "3"
+    with pytest.raises(InvalidArgument, match="runs the react graph"):
+        await h.domain.runs.create(T, ask("x", "rag", thread_id=thread.thread_id))

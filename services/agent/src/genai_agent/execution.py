@@ -111,6 +111,11 @@ def graph_input(run: Run) -> Any:
     return to_input(run.spec.input) if run.spec.input is not None else None
 
 
+def _nodes(names: tuple[str, ...]) -> Any:
+    """LangGraph's interrupt_before/after: node names, or "*" for every node."""
+    return "*" if "*" in names else list(names) or None
+
+
 def run_error(exc: BaseException, max_steps: int) -> RunError:
     if isinstance(exc, GraphRecursionError):
         return RunError("RESOURCE_EXHAUSTED", "STEP_LIMIT_REACHED",
@@ -162,8 +167,8 @@ class Executor:
                 async with asyncio.timeout(self._run_timeout):
                     async for part in graph.astream(
                         graph_input(run), config, context=context, stream_mode=MODES, version="v2",
-                        interrupt_before=list(run.spec.interrupt_before) or None,
-                        interrupt_after=list(run.spec.interrupt_after) or None,
+                        interrupt_before=_nodes(run.spec.interrupt_before),
+                        interrupt_after=_nodes(run.spec.interrupt_after),
                     ):
                         for event in translator.events(part):
                             emit(event)

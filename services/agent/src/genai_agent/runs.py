@@ -149,6 +149,10 @@ class Runs:
                     raise NotFound(f"no thread {thread_id!r}; create it first or set if_not_exists/create_thread",
                                    resource_type="thread", resource_name=thread_id)
                 thread = await self._threads.create(tenant, thread_id, {"stateless": True} if stateless else {})
+            graph = thread.metadata.get("graph_id")
+            if graph and graph != assistant.graph_id:
+                raise InvalidArgument.for_field("assistant_id", f"thread {thread_id!r} runs the {graph} graph; use an "
+                                                f"assistant of that graph, or a new thread")
             earlier = self._thread_runs(tenant, thread_id)
             if earlier and spec.multitask_strategy is MultitaskStrategy.REJECT:
                 raise Aborted(f"thread {thread_id!r} already has an active run ({earlier[-1].run.run_id}); wait for "
