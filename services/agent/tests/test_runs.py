@@ -300,3 +300,18 @@ async def test_breakpoints_and_a_thread_keeps_its_graph(harness):
     assert run.status is RunStatus.SUCCESS and values.messages[-1].content == "3"
     with pytest.raises(InvalidArgument, match="runs the react graph"):
         await h.domain.runs.create(T, ask("x", "rag", thread_id=thread.thread_id))
+
+
+async def test_a_run_past_the_run_timeout_ends_with_status_timeout(tmp_path):
+    h = await open_harness(tmp_path, run_timeout=0.3)
+    try:
+        h.chat.delay, h.chat.script = 0.05, ["slow " * 100]
+        thread = await h.domain.threads.create(T)
+        run = await h.domain.runs.create(T, ask("talk", thread_id=thread.thread_id))
+        done, _ = await h.domain.runs.wait(T, thread.thread_id, run.run_id)
+        assert done.status is RunStatus.TIMEOUT and done.error.reason == "RUN_TIMEOUT"
+        assert "0.3 s" in done.error.message
+        assert (await h.domain.threads.get(T, thread.thread_id)).status is ThreadStatus.ERROR
+    finally:
+        await h.domain.runs.close()
+        await h.store.close()
