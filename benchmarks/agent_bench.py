@@ -192,7 +192,7 @@ def reference_agent(url: str, system_prompt: str, tool_names: Sequence[str]) -> 
         if called:  # one round of tools, then answer from what they said
             reply = await model.ainvoke([facts_prompt(messages)])
         else:
-            bound = model.bind_tools(schemas, tool_choice="required", strict=True)
+            bound = model.bind_tools(schemas, tool_choice="required")  # the service constrains the arguments anyway
             reply = await bound.ainvoke([SystemMessage(system_prompt), *messages])
         meter["model_s"] += time.perf_counter() - started
         return {"messages": [reply]}
@@ -288,6 +288,9 @@ def report(service: list[Outcome], reference: list[Outcome], engine: str) -> str
         f"| {a['mean']:.2f} | {a['model']:.2f} | {a['tool']:.3f} |",
         f"| (b) in-process LangGraph + ChatOpenAI | {b['success']:.0%} | {b['steps']:.1f} | {b['p50']:.2f} | "
         f"{b['p95']:.2f} | {b['mean']:.2f} | {b['model']:.2f} | {b['tool']:.3f} |",
+        "",
+        f"Same final answer on both sides: {sum(x.answer.strip() == y.answer.strip() for x, y in zip(service, reference, strict=True))}"
+        f"/{len(service)} tasks.",
         "",
         "By kind (success a / b):",
         "",
