@@ -10,6 +10,7 @@ from genai.inference.v1 import inference_service_pb2 as inference
 from genai.retrieval.v1 import retrieval_service_pb2 as retrieval
 from genai.tokenizer.v1 import tokenizer_service_pb2 as tokenizer
 from genai.type.v1 import error_pb2
+from genai_core import errors
 from genai_core.downstream import Downstream
 from genai_core.errors import FailedPrecondition, GenAIError
 from genai_core.structs import struct_to_dict
@@ -69,13 +70,14 @@ def chat_message(message: BaseMessage) -> inference.ChatMessage:
     return out
 
 
+# An in-band stream error's code -> the domain error of that code.
+_BY_CODE = {cls.code.value: cls for cls in vars(errors).values()
+            if isinstance(cls, type) and issubclass(cls, GenAIError) and cls is not GenAIError}
+
+
 def _failure(name: str, detail: error_pb2.ErrorDetail) -> GenAIError:
     """An in-band stream error as the domain error of its code."""
-    from genai_core import errors
-
-    by_code = {cls.code.value: cls for cls in vars(errors).values()
-               if isinstance(cls, type) and issubclass(cls, GenAIError) and cls is not GenAIError}
-    cls = by_code.get(detail.code, FailedPrecondition)
+    cls = _BY_CODE.get(detail.code, FailedPrecondition)
     return cls(f"the {name} service failed: {detail.message}", reason=detail.reason or detail.code,
                resource_type="service", resource_name=name)
 

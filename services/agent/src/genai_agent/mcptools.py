@@ -157,8 +157,9 @@ class McpServers:
     async def start(self) -> list[Tool]:
         tools: list[Tool] = []
         for connection in self._connections:
-            tools.extend(await connection.start())
-            logger.info("MCP server %s: %d tools", connection.config.name, len(tools))
+            started = await connection.start()
+            tools.extend(started)
+            logger.info("MCP server %s: %d tools", connection.config.name, len(started))
         return tools
 
     async def close(self) -> None:
