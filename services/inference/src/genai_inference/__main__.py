@@ -15,9 +15,10 @@ from genai_core.deferred import Deferred  # noqa: E402
 from genai_core.metrics import GrpcMetrics  # noqa: E402
 from genai_core.server import run_service  # noqa: E402
 
-from genai_inference import engines  # noqa: E402
+from genai_inference import backends  # noqa: E402
+from genai_inference.engines.base import Backend  # noqa: E402
+from genai_inference.generation import Inference  # noqa: E402
 from genai_inference.metrics import InferenceMetrics  # noqa: E402
-from genai_inference.service import Inference  # noqa: E402
 from genai_inference.servicer import service_spec  # noqa: E402
 from genai_inference.settings import Settings  # noqa: E402
 
@@ -28,13 +29,22 @@ def main() -> None:
     metrics = InferenceMetrics(grpc_metrics.registry)
     inference: Deferred[Inference] = Deferred("inference engine")
 
+    backend: Backend | None = None
+
     async def ready() -> None:
-        built = await asyncio.to_thread(engines.build, settings.inference, metrics)
-        await built.backend.start()
-        inference.set(Inference(built.backend, built.tokenizer, settings.inference))
+        nonlocal backend
+        built = await asyncio.to_thread(backends.build, settings.inference, metrics)
+        backend = built.backend
+        await backend.start()
+        inference.set(Inference(backend, built.tokenizer, settings.inference))
+
+    async def close() -> None:  # after SIGTERM drained the calls: stop the worker, free the model
+        if backend is not None:
+            await backend.close()
 
     asyncio.run(
-        run_service(settings.server, "inference", [service_spec(inference)], ready=ready, metrics=grpc_metrics)
+        run_service(settings.server, "inference", [service_spec(inference)], ready=ready, close=close,
+                    metrics=grpc_metrics)
     )
 
 
