@@ -13,14 +13,14 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval services/evaluation gateway
+PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval services/agent services/evaluation gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: load traces traces-check procfile bench bench-eval bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: load traces traces-check procfile bench bench-agent bench-eval bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -135,6 +135,9 @@ bench-eval: setup ## Evaluation service vs lm-eval on the same gateway (ex/s), c
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
+
+bench-agent: setup ## Agent tasks through the agent service vs an in-process LangGraph agent: success, steps, p50/p95, overhead.
+	$(PY) benchmarks/agent_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache

@@ -14,9 +14,11 @@ from genai_gateway.clients import Backends
 from genai_gateway.deadlines import Deadlines
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
 from genai_gateway.routes import (
+    agent,
     embeddings,
     evaluation,
     health,
+    langgraph,
     lmeval,
     models,
     openai,
@@ -61,6 +63,8 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
     app.include_router(operations.router, dependencies=[api_keys])
+    app.include_router(agent.router, dependencies=[api_keys])
+    app.include_router(langgraph.router, dependencies=[api_keys])
     app.include_router(evaluation.router, dependencies=[api_keys])
     app.include_router(lmeval.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)

@@ -18,7 +18,7 @@ from genai.embedding.v1 import embedding_service_pb2 as epb
 from genai.inference.v1 import inference_service_pb2 as ipb
 
 from genai_gateway.errors import GatewayError, call
-from genai_gateway.routes import calls
+from genai_gateway.routes import agent_openai, calls
 from genai_gateway.routes import openai_protocol as api
 from genai_gateway.routing import ApiRoute
 
@@ -66,7 +66,7 @@ async def _embedding(request: Request) -> list[api.ModelCard]:
 
 
 # Backend name (a row of genai_core.services) -> its models as cards.
-SOURCES: dict[str, Source] = {"inference": _inference, "embedding": _embedding}
+SOURCES: dict[str, Source] = {"inference": _inference, "embedding": _embedding, "agent": agent_openai.model_cards}
 
 
 async def _cards(request: Request) -> list[api.ModelCard]:
@@ -90,7 +90,7 @@ async def _cards(request: Request) -> list[api.ModelCard]:
 
 
 @router.get("/v1/models", response_model=api.ModelList, response_model_exclude_unset=True,
-            summary="List models: the LLM, its adapters, embedding models")
+            summary="List models: the LLM, its adapters, embedding models, agents")
 async def list_models(request: Request) -> api.ModelList:
     return api.ModelList(object="list", data=await _cards(request))
 
@@ -98,6 +98,8 @@ async def list_models(request: Request) -> api.ModelList:
 @router.get("/v1/models/{model:path}", response_model=api.ModelCard, response_model_exclude_unset=True,
             summary="Get one model")
 async def get_model(model: str, request: Request) -> api.ModelCard:
+    if agent_openai.is_agent(model):  # `agent:<assistant>`: one lookup, not a listing of every source
+        return await agent_openai.model_card(model, request)
     for card in await _cards(request):
         if card.id == model:
             return card

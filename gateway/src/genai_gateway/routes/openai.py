@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.openapi import stream_response
-from genai_gateway.routes import calls, openai_legacy, sse
+from genai_gateway.routes import agent_openai, calls, openai_legacy, sse
 from genai_gateway.routes import openai_protocol as api
 from genai_gateway.routing import ApiRoute
 
@@ -375,6 +375,8 @@ async def _chat_chunks(
     responses=stream_response("A chat.completion, or chat.completion.chunk events when stream is true"),
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
+    if agent_openai.is_agent(body.model):  # model="agent:<assistant>": the agent service answers
+        return await agent_openai.chat_completion(body, request)
     rid, created = calls.request_id(request), int(time.time())
     legacy = openai_legacy.uses_legacy(body)
     if legacy:

@@ -297,9 +297,9 @@ class ModelCard(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
-    type: Literal["llm", "adapter", "embedding"] = Field(
-        description="What the model is for (as LM Studio lists it): chat/completions, an adapter of an llm, or "
-        "/v1/embeddings."
+    type: Literal["llm", "adapter", "embedding", "agent"] = Field(
+        description="What the model is for (as LM Studio lists it): chat/completions, an adapter of an llm, "
+        "/v1/embeddings, or an agent service assistant (`agent:<name>` in chat/completions)."
     )
     root: str | None = None
     parent: str | None = None
