@@ -70,6 +70,7 @@ SERVICES: dict[str, Service] = {
         _service("inference", 2),
         _service("embedding", 3),
         _service("retrieval", 4),
+        _service("finetune", 7),
     )
 }
 

@@ -1,0 +1,137 @@
+"""What every recipe shares: the Trainer callback that reports progress and obeys pause/cancel, the
+training arguments from the job's hyperparameters, and the output bookkeeping.
+
+Checkpoints are the Trainer's own (model or adapter, optimizer, scheduler, RNG states and the step, from
+which it skips the batches already seen), so a resumed job continues exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
+
+from genai_finetune.execution import RecipeContext
+from genai_finetune.types import JobState, Level, Metrics
+
+# Trainer log keys reported as named metrics; anything numeric that is not listed goes to Metrics.extra.
+_CORE = {"loss", "learning_rate", "epoch", "eval_loss", "total_flos", "train_runtime"}
+
+
+class JobCallback(TrainerCallback):
+    """Reports each logged step (loss, learning rate, tokens/s, ETA), evaluations and checkpoints, and
+    stops training when the job is paused (after saving a checkpoint) or cancelled."""
+
+    def __init__(self, reporter, tokens_per_step: float) -> None:
+        self.reporter = reporter
+        self.tokens_per_step = tokens_per_step
+        self.stopped: JobState | None = None
+        self.last: Metrics = Metrics()
+        self._mark: tuple[float, int] | None = None
+        self._started: tuple[float, int] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self._mark = self._started = (now, state.global_step)
+        if state.global_step:
+            self.reporter.message(Level.INFO, f"Resumed from the checkpoint at step {state.global_step}")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        wanted = self.reporter.state()
+        if wanted is JobState.RUNNING:
+            return control
+        control.should_training_stop = True
+        if wanted is JobState.PAUSED:
+            control.should_save = True
+        self.stopped = wanted or JobState.CANCELLED
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "eval_loss" in logs:
+            self.last = replace(self.last, eval_loss=float(logs["eval_loss"]))
+            self.reporter.metrics(self.last, f"Step {state.global_step}/{state.max_steps}: "
+                                             f"validation loss={logs['eval_loss']:.4f}")
+            return
+        if "loss" not in logs:
+            return
+        now = time.perf_counter()
+        mark_time, mark_step = self._mark or (now, 0)
+        steps = state.global_step - mark_step
+        speed = self.tokens_per_step * steps / (now - mark_time) if steps and now > mark_time else None
+        started_time, started_step = self._started or (now, 0)
+        done = state.global_step - started_step
+        eta = (now - started_time) / done * (state.max_steps - state.global_step) if done else None
+        extra = {k: float(v) for k, v in logs.items()
+                 if k not in _CORE and isinstance(v, int | float) and math.isfinite(float(v))}
+        self.last = Metrics(
+            step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0.0),
+            train_loss=float(logs["loss"]), eval_loss=self.last.eval_loss,
+            learning_rate=float(logs.get("learning_rate", 0.0)), tokens_per_second=speed, eta_seconds=eta,
+            trained_tokens=int(self.tokens_per_step * state.global_step), extra=extra,
+        )
+        self._mark = (now, state.global_step)
+        self.reporter.metrics(self.last, f"Step {state.global_step}/{state.max_steps}: "
+                                         f"training loss={self.last.train_loss:.4f}")
+
+    def on_save(self, args, state, control, **kwargs):
+        self.reporter.checkpoint(state.global_step, self.last)
+
+
+def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=TrainingArguments,
+                       **extra: Any) -> Any:
+    """The Trainer's arguments from the job's resolved hyperparameters, for CPU."""
+    h = context.hyperparameters
+    micro = max(1, (h.batch_size or 1) // (h.gradient_accumulation_steps or 1))
+    return config_class(
+        output_dir=str(context.checkpoints_dir),
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=h.gradient_accumulation_steps or 1,
+        learning_rate=h.learning_rate,
+        num_train_epochs=h.n_epochs or 1,
+        max_steps=h.max_steps or -1,
+        lr_scheduler_type=h.lr_scheduler or "linear",
+        warmup_steps=h.warmup_ratio or 0.0,  # a float below 1 is a fraction of the steps
+        weight_decay=h.weight_decay or 0.0,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=h.checkpoint_steps or 10,
+        save_total_limit=2,  # the newest complete checkpoint survives a save cut off by a kill
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=h.eval_steps if evaluate else None,
+        seed=context.spec.seed,
+        data_seed=context.spec.seed,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        save_only_model=False,
+        **extra,
+    )
+
+
+def threads(context: RecipeContext) -> None:
+    torch.set_num_threads(context.spec.threads)
+
+
+def quiet(trainer) -> Any:
+    """Without the callback that prints every log dict to stdout: the job's events carry them."""
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def final_metrics(callback: JobCallback, trainer) -> dict[str, Any]:
+    m = callback.last
+    out: dict[str, Any] = {"step": m.step, "train_loss": m.train_loss, "trained_tokens": m.trained_tokens}
+    if m.eval_loss is not None:
+        out["eval_loss"] = m.eval_loss
+    history = [entry for entry in trainer.state.log_history if "train_runtime" in entry]
+    if history:
+        out["train_runtime_s"] = history[-1]["train_runtime"]
+    return out
