@@ -39,6 +39,9 @@ class FinetuneSettings:
     lease_seconds: float = 30.0  # a running job whose worker has not reported for this long is taken over
     poll_seconds: float = 0.5  # how often event streams and the job monitor look at the queue
     reconcile_seconds: float = 15.0  # how often artifacts are checked to be loaded in the inference service
+    # Set by the supervisor for each worker process it starts (python -m genai_finetune worker):
+    worker_id: str = ""
+    supervisor_pid: int = 0  # the worker exits between jobs once this process is gone
 
     @property
     def imports_dir(self) -> Path:

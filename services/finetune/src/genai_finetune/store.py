@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   lease_until REAL NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, progress TEXT NOT NULL DEFAULT '{}',
   trained_tokens INTEGER NOT NULL DEFAULT 0, outcome TEXT NOT NULL DEFAULT '', fine_tuned_model TEXT NOT NULL DEFAULT '',
   artifact_id TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '', started_at REAL, finished_at REAL,
-  last_sequence INTEGER NOT NULL DEFAULT 0);
+  last_sequence INTEGER NOT NULL DEFAULT 0, progress_at REAL);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE TABLE IF NOT EXISTS events (
   job_id TEXT NOT NULL, sequence INTEGER NOT NULL, created_at REAL NOT NULL, level TEXT NOT NULL, type TEXT NOT NULL,
@@ -88,7 +88,7 @@ def _job(row: sqlite3.Row) -> Job:
         fine_tuned_model=row["fine_tuned_model"], artifact_id=row["artifact_id"],
         error=JobError(**error) if error else None, trained_tokens=row["trained_tokens"],
         last_sequence=row["last_sequence"], started_at=row["started_at"], finished_at=row["finished_at"],
-        attempts=row["attempts"],
+        attempts=row["attempts"], progress_at=row["progress_at"],
     )
 
 
@@ -305,10 +305,19 @@ class Store:
             row = db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()
         return JobState(row["state"])
 
+    def holder(self, job_id: str) -> str:
+        """The worker holding a job ('' when none)."""
+        rows = self._read("SELECT worker FROM jobs WHERE id = ?", [job_id])
+        return rows[0]["worker"] if rows else ""
+
     def let_go(self, job_id: str, worker: str) -> None:
-        """The worker stopped working on the job (it paused or was cancelled): it may be queued again."""
+        """The worker stopped working on the job: it paused or was cancelled (it may be queued again), or the
+        worker itself was asked to stop, which leaves the job RUNNING for the next worker to resume and, not
+        being a failure, gives back the attempt."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET worker = '', lease_until = 0 WHERE id = ? AND worker = ?", [job_id, worker])
+            db.execute("UPDATE jobs SET worker = '', lease_until = 0, "
+                       "attempts = attempts - (CASE WHEN state = ? THEN 1 ELSE 0 END) WHERE id = ? AND worker = ?",
+                       [JobState.RUNNING.value, job_id, worker])
 
     def release(self, worker: str) -> int:
         """Expire the leases of ``worker`` (it died), so its jobs are taken over at once."""
@@ -318,8 +327,8 @@ class Store:
 
     def set_progress(self, job_id: str, metrics: Metrics, message: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE jobs SET progress = ?, trained_tokens = ? WHERE id = ?",
-                       [json.dumps(asdict(metrics)), metrics.trained_tokens, job_id])
+            db.execute("UPDATE jobs SET progress = ?, trained_tokens = ?, progress_at = ? WHERE id = ?",
+                       [json.dumps(asdict(metrics)), metrics.trained_tokens, time.time(), job_id])
             self._event(db, job_id, Level.INFO, EventType.METRICS, message, metrics=metrics)
 
     def set_outcome(self, job_id: str, worker: str, outcome: Outcome, message: str) -> bool:

@@ -131,6 +131,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    progress_at: float | None = None  # when progress was last reported
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,16 @@ class Outcome:
     path: str  # the output directory
     metrics: dict[str, Any]
     trained_tokens: int
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    engine: str  # the training libraries and their versions
+    base_models: list[str]
+    runner: str
+    max_concurrent_jobs: int
+    max_dataset_bytes: int
+    max_dataset_records: int
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""The ports over the other services' gRPC APIs (``genai_core.downstream``: traced, retried, our errors)."""
+
+from __future__ import annotations
+
+from genai.inference.v1 import inference_service_pb2 as inference_pb
+from genai_core.downstream import Downstream
+
+from genai_finetune.types import Artifact
+
+
+class InferenceModelServer:
+    """``ports.ModelServer`` over the inference service's LoadAdapter/LoadModel RPCs. Artifacts are named by
+    id: the inference service finds them under its GENAI_INFERENCE_ARTIFACTS_DIR (this service's artifacts
+    directory, on a filesystem both see)."""
+
+    def __init__(self, downstream: Downstream) -> None:
+        self._downstream = downstream
+
+    @property
+    def _client(self):
+        return self._downstream.client("inference")
+
+    async def load_adapter(self, artifact: Artifact) -> None:
+        await self._client.LoadAdapter(inference_pb.LoadAdapterRequest(
+            adapter_name=artifact.model_id, base_model=artifact.base_model, artifact_id=artifact.id))
+
+    async def load_model(self, artifact: Artifact) -> None:
+        await self._client.LoadModel(inference_pb.LoadModelRequest(
+            model_id=artifact.model_id, base_model=artifact.base_model, artifact_id=artifact.id), timeout=300)
+
+    async def unload_adapter(self, model_id: str) -> None:
+        await self._client.UnloadAdapter(inference_pb.UnloadAdapterRequest(adapter_name=model_id))
+
+    async def unload_model(self, model_id: str) -> None:
+        await self._client.UnloadModel(inference_pb.UnloadModelRequest(model_id=model_id))
+
+    async def served(self) -> set[str]:
+        names: set[str] = set()
+        token = ""
+        while True:
+            reply = await self._client.ListModels(inference_pb.ListModelsRequest(page_token=token))
+            names.update(m.id for m in reply.models)
+            token = reply.next_page_token
+            if not token:
+                return names
