@@ -14,6 +14,7 @@ from genai_gateway.settings import GatewaySettings
 from genai_gateway.testing import serve_gateway
 from genai_inference.engines.openai_engine import OpenAIBackend
 from genai_inference.engines.tgi_engine import TgiBackend
+from genai_inference.registry import ModelRegistry
 from genai_inference.service import Inference
 from genai_inference.servicer import service_spec
 from genai_inference.types import Constraint, ConstraintKind, FinishReason, Sampling
@@ -24,7 +25,7 @@ QUESTION = "What is the capital of France?"
 @pytest.fixture(scope="module")
 async def gateway_url(inference):
     deferred: Deferred = Deferred("inference engine")
-    deferred.set(inference)
+    deferred.set(ModelRegistry.around(inference))
     async with running_server([service_spec(deferred)]) as (server, _channel):
         settings = GatewaySettings(
             inference_target=f"127.0.0.1:{server.port}", tokenizer_target="", request_timeout=120

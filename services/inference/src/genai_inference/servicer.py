@@ -14,6 +14,7 @@ from genai_core.errors import GenAIError, InvalidArgument
 from genai_core.server import ServiceSpec
 from genai_core.structs import struct_to_dict
 
+from genai_inference.registry import ModelRegistry
 from genai_inference.service import ChatOptions, Inference, split_tool_calls
 from genai_inference.types import (
     Constraint,
@@ -201,32 +202,40 @@ def _chat_options(request) -> ChatOptions:
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
-    def __init__(self, inference: Deferred[Inference]) -> None:
-        self._deferred = inference
+    def __init__(self, models: Deferred[ModelRegistry]) -> None:
+        self._deferred = models
+
+    @property
+    def _models(self) -> ModelRegistry:
+        return self._deferred.get()
 
     @property
     def _inference(self) -> Inference:
-        return self._deferred.get()
+        """The default model's Inference (server-wide limits and settings)."""
+        return self._models.default
 
     def _deadline(self, context) -> float | None:
         remaining = context.time_remaining()
         return time.monotonic() + remaining if remaining is not None else None
 
-    def _generation(self, request, context, *, tools=False):
-        inference = self._inference
+    def _generation(self, request, context, *, tools=False) -> tuple[Inference, object]:
+        inference, model = self._models.route(request.model)
+        return inference, self._request(inference, model, request, context, tools=tools)
+
+    def _request(self, inference: Inference, model: str, request, context, *, tools=False):
         sampling = sampling_from_proto(request.sampling, inference.settings.max_new_tokens)
         constraint = constraint_from_proto(request.constraint)
         if tools:
             text, tool_constraint = inference.render_chat(_messages(request), _chat_options(request))
             return inference.request(
-                _rid(request), request.model, text=text, sampling=sampling, constraint=tool_constraint or constraint,
+                _rid(request), model, text=text, sampling=sampling, constraint=tool_constraint or constraint,
                 deadline=self._deadline(context), add_special_tokens=False,
             )
         kind = request.WhichOneof("prompt")
         if kind is None:
             raise InvalidArgument.for_field("prompt", "send the prompt as text or token_ids")
         return inference.request(
-            _rid(request), request.model, text=request.text if kind == "text" else "",
+            _rid(request), model, text=request.text if kind == "text" else "",
             ids=list(request.token_ids.ids) if kind == "token_ids" else (), sampling=sampling,
             constraint=constraint, deadline=self._deadline(context),
         )
@@ -234,11 +243,11 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     # -- generation -------------------------------------------------------------------------
 
     async def Generate(self, request, context):
-        gen = self._generation(request, context)
-        result = await self._inference.collect(gen)
+        inference, gen = self._generation(request, context)
+        result = await inference.collect(gen)
         echo = gen.sampling.echo
         return pb.GenerateResponse(
-            request_id=gen.request_id, model=result.model,
+            request_id=gen.request_id, model=self._models.public_name(result.model),
             completions=[
                 pb.Completion(
                     index=c.index, text=(gen.prompt_text if echo else "") + c.text,
@@ -252,12 +261,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         )
 
     async def GenerateStream(self, request, context) -> AsyncIterator[pb.GenerateStreamResponse]:
-        gen = self._generation(request, context)
-        rid, model = gen.request_id, gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}"
+        inference, gen = self._generation(request, context)
+        rid, model = gen.request_id, self._models.public_name(gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}")
         finishes: dict[int, FinishEvent] = {}
         started = False
         try:
-            async for event in self._inference.stream(gen):
+            async for event in inference.stream(gen):
                 if isinstance(event, TokenEvent):
                     started = True
                     yield pb.GenerateStreamResponse(request_id=rid, delta=pb.TokenDelta(
@@ -277,11 +286,11 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             yield pb.GenerateStreamResponse(request_id=rid, error=_error(exc))
 
     async def Chat(self, request, context):
-        gen = self._generation(request, context, tools=True)
+        inference, gen = self._generation(request, context, tools=True)
         has_tools = bool(request.tools)
-        result = await self._inference.collect(gen, tools=has_tools)
+        result = await inference.collect(gen, tools=has_tools)
         return pb.ChatResponse(
-            request_id=gen.request_id, model=result.model,
+            request_id=gen.request_id, model=self._models.public_name(result.model),
             choices=[
                 pb.ChatChoice(
                     index=c.index,
@@ -299,12 +308,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def ChatStream(self, request, context) -> AsyncIterator[pb.ChatStreamResponse]:
         from genai_inference.chatstream import ChatStreamAssembler
 
-        gen = self._generation(request, context, tools=True)
-        rid, model = gen.request_id, gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}"
+        inference, gen = self._generation(request, context, tools=True)
+        rid, model = gen.request_id, self._models.public_name(gen.model if not gen.adapter else f"{gen.model}:{gen.adapter}")
         assembler = ChatStreamAssembler(gen.sampling.n, tools=bool(request.tools))
         started = False
         try:
-            async for event in self._inference.stream(gen):
+            async for event in inference.stream(gen):
                 if isinstance(event, TokenEvent):
                     for delta in assembler.push(event):
                         started = True
@@ -335,12 +344,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         if not request.target_request_id:
             raise InvalidArgument.for_field("target_request_id", "name the request to cancel")
         return pb.CancelResponse(request_id=_rid(request),
-                                 cancelled=self._inference.cancel(request.target_request_id))
+                                 cancelled=self._models.cancel(request.target_request_id))
 
     # -- models -----------------------------------------------------------------------------
 
     async def ListModels(self, request, context):
-        models = self._inference.models()
+        models = self._models.models()
         if request.kind == pb.Model.KIND_BASE:
             models = [m for m in models if not m.is_adapter]
         elif request.kind == pb.Model.KIND_ADAPTER:
@@ -350,21 +359,32 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     async def GetModel(self, request, context):
         return pb.GetModelResponse(request_id=_rid(request),
-                                   model=model_to_proto(self._inference.get_model(request.model)))
+                                   model=model_to_proto(self._models.get_model(request.model)))
 
     async def LoadAdapter(self, request, context):
-        if request.base_model and request.base_model != self._inference.base.id:
-            raise InvalidArgument.for_field("base_model", f"this server serves '{self._inference.base.id}'")
-        if request.WhichOneof("source") != "path":
-            raise InvalidArgument.for_field("path", "give the adapter's directory (artifact ids arrive with fine-tune)")
         import asyncio
 
-        info = await asyncio.to_thread(self._inference.load_adapter, request.adapter_name, request.path)
+        source = request.WhichOneof("source")
+        if source is None:
+            raise InvalidArgument.for_field("path", "give the adapter's directory or a fine-tune artifact_id")
+        info = await asyncio.to_thread(self._models.load_adapter, request.adapter_name, request.base_model,
+                                       path=request.path, artifact_id=request.artifact_id)
         return pb.LoadAdapterResponse(request_id=_rid(request), model=model_to_proto(info))
 
     async def UnloadAdapter(self, request, context):
-        info = self._inference.unload_adapter(request.adapter_name)
+        info = self._models.unload_adapter(request.adapter_name)
         return pb.UnloadAdapterResponse(request_id=_rid(request), model=model_to_proto(info))
+
+    async def LoadModel(self, request, context):
+        if request.WhichOneof("source") is None:
+            raise InvalidArgument.for_field("path", "give the model's directory or a fine-tune artifact_id")
+        info = await self._models.load_model(request.model_id, request.base_model, path=request.path,
+                                             artifact_id=request.artifact_id)
+        return pb.LoadModelResponse(request_id=_rid(request), model=model_to_proto(info))
+
+    async def UnloadModel(self, request, context):
+        info = await self._models.unload_model(request.model_id)
+        return pb.UnloadModelResponse(request_id=_rid(request), model=model_to_proto(info))
 
     async def GetInfo(self, request, context):
         s = self._inference.settings
@@ -373,12 +393,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             request_id=_rid(request), engine=backend.name, engine_version="",
             default_model=model_to_proto(self._inference.base), max_batch_size=s.max_batch_size,
             max_message_bytes=0, max_loaded_adapters=s.max_loaded_adapters, max_stop_sequences=s.max_stop_sequences,
-            max_top_logprobs=s.max_top_logprobs, max_samples=s.max_samples,
+            max_top_logprobs=s.max_top_logprobs, max_samples=s.max_samples, max_loaded_models=s.max_loaded_models,
         )
 
 
-def service_spec(inference: Deferred[Inference]) -> ServiceSpec:
-    servicer = InferenceServicer(inference)
+def service_spec(models: Deferred[ModelRegistry]) -> ServiceSpec:
+    servicer = InferenceServicer(models)
     return ServiceSpec(SERVICE_NAME, lambda server: pb_grpc.add_InferenceServiceServicer_to_server(servicer, server))
 
 

@@ -39,6 +39,9 @@ class InferenceSettings:
     max_top_logprobs: int = 20
     max_samples: int = 8
     max_loaded_adapters: int = 8
+    max_loaded_models: int = 2  # LoadModel: models beside the default one, each a full copy of its weights
+    # The fine-tune service's artifacts (LoadAdapter/LoadModel by artifact id): its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
     remote_url: str = ""  # tgi/openai engines: the server's base URL
     remote_api_key: str = ""
     remote_model: str = ""  # openai engine: the model name on the remote server

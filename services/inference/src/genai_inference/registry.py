@@ -1,0 +1,234 @@
+"""The models this server runs: the default model (with its LoRA adapters) and the models loaded beside it
+at run time (LoadModel: fine-tuned full weights, or prompt/prefix-tuning adapters, each with its own
+scheduler), plus public names for adapters (fine-tuned adapters are named ``ft:<base>:<suffix>:<job>``,
+which the ``base:adapter`` syntax cannot carry).
+
+Requests name a model; ``route`` finds the ``Inference`` that runs it and the name that ``Inference``
+knows it by. Artifacts of the fine-tune service are found by id under ``artifacts_dir``.
+
+    >>> # inference, name = registry.route("ft:smollm2-135m-instruct:support:ftjob-1a2b")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+
+from genai_inference.metrics import InferenceMetrics
+from genai_inference.service import Inference
+from genai_inference.settings import InferenceSettings
+from genai_inference.types import ModelInfo
+
+# Builds the Inference of a loaded model: (model id, its directory, the Inference of the base it runs on).
+ModelFactory = Callable[[str, Path, Inference], Awaitable[Inference]]
+
+_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class _Alias:
+    inference: Inference
+    adapter: str  # the name the Inference knows the adapter by
+
+
+def _internal_name(public: str) -> str:
+    """An adapter name without ':' for a public name that has some."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", public)
+
+
+class ModelRegistry:
+    def __init__(self, default: Inference, factory: ModelFactory, *, artifacts_dir: Path, max_models: int) -> None:
+        self.default = default
+        self._factory = factory
+        self._artifacts_dir = artifacts_dir
+        self._max_models = max_models
+        self._models: dict[str, Inference] = {}
+        self._aliases: dict[str, _Alias] = {}
+        self._lock = threading.Lock()  # load/unload vs routing from other threads
+
+    @classmethod
+    def around(cls, default: Inference, metrics: InferenceMetrics | None = None) -> ModelRegistry:
+        """The registry of a server whose default model is ``default``, with its settings' limits."""
+        s = default.settings
+        return cls(default, model_factory(s, metrics), artifacts_dir=s.artifacts_dir, max_models=s.max_loaded_models)
+
+    # -- routing -------------------------------------------------------------------------------------
+
+    def route(self, name: str) -> tuple[Inference, str]:
+        """The Inference that runs ``name`` and the model name to give it."""
+        name = name.strip()
+        if name in self._models:
+            return self._models[name], name
+        alias = self._aliases.get(name)
+        if alias is not None:
+            return alias.inference, f"{alias.inference.base.id}:{alias.adapter}"
+        return self.default, name  # the default model, its adapters, base:adapter, or NotFound from it
+
+    def public_name(self, resolved: str) -> str:
+        """A response's model name (``base:adapter``) as the client named it."""
+        for public, alias in self._aliases.items():
+            if resolved == f"{alias.inference.base.id}:{alias.adapter}":
+                return public
+        return resolved
+
+    def _public(self, info: ModelInfo) -> ModelInfo:
+        return replace(info, id=self.public_name(info.id)) if info.is_adapter else info
+
+    def models(self) -> list[ModelInfo]:
+        """Base models first (the default, then the loaded ones), then adapters, each group by id."""
+        infos = [m for inference in [self.default, *self._models.values()] for m in inference.models()]
+        bases = [m for m in infos if not m.is_adapter or m.id in self._models]
+        adapters = sorted((self._public(m) for m in infos if m.is_adapter and m.id not in self._models),
+                          key=lambda m: m.id)
+        return [bases[0], *sorted(bases[1:], key=lambda m: m.id), *adapters]
+
+    def cancel(self, request_id: str) -> bool:
+        return any(inference.cancel(request_id) for inference in [self.default, *self._models.values()])
+
+    def get_model(self, name: str) -> ModelInfo:
+        inference, resolved = self.route(name)
+        return self._public(inference.get_model(resolved))
+
+    # -- sources ---------------------------------------------------------------------------------------
+
+    def _artifact(self, artifact_id: str) -> Path:
+        if not _ARTIFACT_ID.match(artifact_id):
+            raise InvalidArgument.for_field("artifact_id", f"'{artifact_id}' is not an artifact id")
+        location = self._artifacts_dir / artifact_id
+        if not location.is_dir():
+            raise NotFound(f"artifact '{artifact_id}' is not under {self._artifacts_dir} (GENAI_INFERENCE_ARTIFACTS_DIR "
+                           "must name the fine-tune service's artifacts directory)",
+                           resource_type="artifact", resource_name=artifact_id)
+        return location
+
+    def _base(self, base_model: str) -> Inference:
+        if not base_model or base_model == self.default.base.id:
+            return self.default
+        if base_model in self._models:
+            return self._models[base_model]
+        raise InvalidArgument.for_field("base_model", f"'{base_model}' is not served here; use '{self.default.base.id}'")
+
+    def _check_free(self, name: str, field: str) -> None:
+        taken = name in self._models or name in self._aliases or name == self.default.base.id
+        if not taken:
+            try:
+                self.default.resolve(name)
+                taken = True
+            except NotFound:
+                pass
+        if taken:
+            raise AlreadyExists(f"{field} '{name}' is served already; unload it first", resource_type="model",
+                                resource_name=name)
+
+    # -- adapters --------------------------------------------------------------------------------------
+
+    def load_adapter(self, name: str, base_model: str, *, path: str = "", artifact_id: str = "") -> ModelInfo:
+        """A LoRA adapter beside its base model; a name with ':' (``ft:...``) is kept as a public alias."""
+        inference = self._base(base_model)
+        if artifact_id:
+            location = self._artifact(artifact_id)
+            name = name or artifact_id
+        else:
+            location = None
+        if ":" not in name:
+            info = inference.load_adapter(name, path, root=location)
+            return self._public(info)
+        self._check_free(name, "adapter_name")
+        internal = _internal_name(name)
+        info = inference.load_adapter(internal, path, root=location)
+        with self._lock:
+            self._aliases[name] = _Alias(inference, internal)
+        return self._public(info)
+
+    def unload_adapter(self, name: str) -> ModelInfo:
+        alias = self._aliases.get(name)
+        if alias is None:
+            inference, resolved = self.route(name)
+            return inference.unload_adapter(resolved)
+        info = self._public(alias.inference.unload_adapter(alias.adapter))
+        with self._lock:
+            del self._aliases[name]
+        return info
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    async def load_model(self, model_id: str, base_model: str, *, path: str = "", artifact_id: str = "") -> ModelInfo:
+        if not model_id:
+            raise InvalidArgument.for_field("model_id", "name the model, such as ft:<base>:<suffix>:<job>")
+        self._check_free(model_id, "model_id")
+        if len(self._models) >= self._max_models:
+            raise ResourceExhausted(f"{self._max_models} models are loaded beside the default one; unload one first "
+                                    "(GENAI_INFERENCE_MAX_LOADED_MODELS)")
+        if artifact_id:
+            location = self._artifact(artifact_id)
+        else:
+            root = self.default.settings.adapters_dir.resolve()
+            location = (root / path).resolve()
+            if not path or not location.is_relative_to(root) or not location.is_dir():
+                raise InvalidArgument.for_field("path", f"'{path}' is not a directory under {root}")
+        inference = await self._factory(model_id, location, self._base(base_model))
+        with self._lock:
+            self._models[model_id] = inference
+        return inference.base
+
+    async def unload_model(self, model_id: str) -> ModelInfo:
+        inference = self._models.get(model_id)
+        if inference is None:
+            if model_id == self.default.base.id:
+                raise FailedPrecondition("the default model cannot be unloaded", reason="DEFAULT_MODEL")
+            raise NotFound(f"model '{model_id}' was not loaded with LoadModel", resource_type="model",
+                           resource_name=model_id)
+        with self._lock:
+            del self._models[model_id]
+        await inference.backend.close()  # stops its scheduler and frees the weights
+        return inference.base
+
+    async def close(self) -> None:
+        await asyncio.gather(*(m.backend.close() for m in self._models.values()))
+        self._models.clear()
+
+
+def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None) -> ModelFactory:
+    """Loaded models run on torch, each behind a scheduler of its own (as ``engines`` builds the default one):
+    a model directory as it is, a prompt/prefix-tuning adapter on the default model's weights."""
+
+    async def build(model_id: str, location: Path, base: Inference) -> Inference:
+        scheduler = await asyncio.to_thread(_scheduler, model_id, location, base)
+        await scheduler.start()
+        return Inference(scheduler, scheduler.tokenizer, settings)
+
+    def _scheduler(model_id: str, location: Path, base: Inference):
+        from genai_inference.constraints import ConstraintCompiler
+        from genai_inference.engines.prompt_learning_engine import PromptLearningEngine, prompt_learning_type
+        from genai_inference.engines.torch_engine import TorchEngine
+        from genai_inference.models import resolve
+        from genai_inference.scheduler import Scheduler
+
+        if prompt_learning_type(location):
+            if base.base.id != settings.model:
+                raise InvalidArgument.for_field("base_model", f"prompt and prefix tuning run on '{settings.model}'")
+            source = resolve(settings.model, settings.model_path, settings.cache_dir)
+            engine = PromptLearningEngine(source, location, model_id, threads=settings.threads)
+            tokenizer = base.tokenizer
+        elif (location / "adapter_config.json").exists():
+            raise InvalidArgument.for_field("path", "a LoRA adapter shares its base model's batches: use LoadAdapter")
+        else:
+            from transformers import AutoTokenizer
+
+            try:
+                source = resolve(model_id, str(location), settings.cache_dir)
+            except ValueError as exc:
+                raise InvalidArgument.for_field("path", str(exc)) from exc
+            engine = TorchEngine(source, threads=settings.threads)
+            tokenizer = AutoTokenizer.from_pretrained(str(location))
+        compiler = ConstraintCompiler(tokenizer, engine.info.vocab_size, eos_token_ids=engine.eos_token_ids)
+        return Scheduler(engine, tokenizer, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
+                         compiler=compiler, metrics=metrics)
+
+    return build
