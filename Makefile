@@ -13,7 +13,7 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core services/tokenizer services/inference services/embedding services/retrieval gateway
+PACKAGES := libs/core services/tokenizer services/inference services/embedding services/retrieval services/finetune gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1

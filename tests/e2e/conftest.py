@@ -96,6 +96,8 @@ def suite(tmp_path_factory) -> Suite:
         env[f"{row.env_prefix}DATA_DIR"] = str(work / name)
         env[f"{row.env_prefix}CACHE_DIR"] = str(REPO_ROOT / "var" / "cache")
         env.update({row.target_env(caller): f"127.0.0.1:{ports[name]}" for caller in callers})
+    # The inference service loads fine-tune artifacts by id from the fine-tune service's data dir (a shared volume).
+    env["GENAI_INFERENCE_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")
     names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
     log, retrieval_log = work / "honcho.log", work / "retrieval.log"
     proc = _honcho([n for n in names if n != RESTARTABLE], env, log)

@@ -20,7 +20,8 @@ def test_ready_and_tokenize_over_http(suite):
     ready = httpx.get(f"{suite.base_url}/readyz").json()
     assert ready == {
         "status": "ready",
-        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING"},
+        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING",
+                     "finetune": "SERVING"},
         "not_ready": [],
     }
     reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})
