@@ -22,9 +22,11 @@ from typing import Any
 
 from genai_core.errors import FieldViolation, InvalidArgument
 
+from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
 from genai_finetune.types import ArtifactKind, DatasetFormat, Hyperparameters, Serving
 
 SUPERVISED = frozenset({DatasetFormat.CHAT, DatasetFormat.COMPLETION, DatasetFormat.TEXT})
+SCRATCH = "scratch"  # the base of a model trained from random weights
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -124,6 +126,9 @@ class Method:
     artifact_format: str
     base_learning_rate: float  # learning_rate_multiplier 1.0 means this
     defaults: Hyperparameters = field(default_factory=Hyperparameters)  # what "auto" means for this method
+    # Set for methods that do not tune a base model of the request's choosing: the base they always start from
+    # ("scratch" for random weights); base_model must then be empty or this.
+    fixed_base: str = ""
 
     def build_config(self, raw: dict[str, Any] | None, path: str = "method_config") -> Any:
         """The method's settings from a JSON object: unknown keys, wrong types and bad values are
@@ -162,6 +167,29 @@ METHODS: dict[str, Method] = {
                dataclasses.replace(_SUPERVISED_DEFAULTS, n_epochs=2, batch_size=4)),
     )
 }
+
+# The model builder's methods (pretraining from scratch, continued pretraining, distillation, quantization,
+# a reranker, a diffusion model): their settings live in labconfigs, their creation-time checks in planning.
+_PRETRAIN_DEFAULTS = Hyperparameters(n_epochs=1, batch_size=16, learning_rate_multiplier=1.0, warmup_ratio=0.05,
+                                     gradient_accumulation_steps=1, weight_decay=0.01, lr_scheduler="cosine")
+_TEXT = frozenset({DatasetFormat.TEXT})
+METHODS.update({
+    m.name: m
+    for m in (
+        Method("pretrain_decoder", "A GPT/Llama-style decoder pretrained from random weights on raw text (causal LM) "
+               "with a tokenizer of the tokenizer service; served for generation", _TEXT, DecoderPretrainConfig,
+               "genai_finetune.recipes.pretrain:train", ArtifactKind.MODEL, Serving.MODEL, "safetensors", 3e-3,
+               _PRETRAIN_DEFAULTS, fixed_base=SCRATCH),
+        Method("pretrain_encoder", "A BERT-style encoder pretrained from random weights (masked LM); served by the "
+               "embedding service (mean-pooled)", _TEXT, EncoderPretrainConfig, "genai_finetune.recipes.pretrain:train",
+               ArtifactKind.MODEL, Serving.EMBEDDING, "safetensors-masked-lm", 1e-3, _PRETRAIN_DEFAULTS,
+               fixed_base=SCRATCH),
+        Method("pretrain_encoder_decoder", "A T5-style encoder-decoder pretrained from random weights (span "
+               "corruption); served text-to-text", _TEXT, EncoderDecoderPretrainConfig,
+               "genai_finetune.recipes.pretrain:train", ArtifactKind.MODEL, Serving.MODEL, "safetensors-seq2seq",
+               3e-3, _PRETRAIN_DEFAULTS, fixed_base=SCRATCH),
+    )
+})
 
 # OpenAI's method.type -> ours: "supervised" is LoRA here (what fits a CPU); every registry name works too.
 OPENAI_TYPES = {"supervised": "lora", "dpo": "dpo"}

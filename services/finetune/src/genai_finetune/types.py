@@ -40,6 +40,8 @@ class Serving(enum.Enum):
     NONE = ""  # not served by the inference service (reward models: the evaluation service loads them)
     ADAPTER = "adapter"  # LoadAdapter: shares the base model's batches (LoRA)
     MODEL = "model"  # LoadModel: a model of its own (full weights, prompt/prefix-tuning adapters)
+    EMBEDDING = "embedding"  # the embedding service's LoadModel: an encoder whose mean-pooled states are embeddings
+    RERANKER = "reranker"  # the embedding service's LoadModel: a cross-encoder that its Rerank RPC runs
 
 
 class Level(enum.Enum):

@@ -53,7 +53,10 @@ class JobCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "eval_loss" in logs:
-            self.last = replace(self.last, eval_loss=float(logs["eval_loss"]))
+            # Other numeric evaluation results (such as eval_perplexity) travel in Metrics.extra.
+            evaluated = {k: float(v) for k, v in logs.items() if k.startswith("eval_") and k != "eval_loss"
+                         and isinstance(v, int | float) and math.isfinite(float(v))}
+            self.last = replace(self.last, eval_loss=float(logs["eval_loss"]), extra={**self.last.extra, **evaluated})
             self.reporter.metrics(self.last, f"Step {state.global_step}/{state.max_steps}: "
                                              f"validation loss={logs['eval_loss']:.4f}")
             return
