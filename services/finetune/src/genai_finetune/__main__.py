@@ -27,10 +27,11 @@ from genai_core.server import run_service  # noqa: E402
 
 from genai_finetune.artifacts import Artifacts  # noqa: E402
 from genai_finetune.basemodels import BaseModels  # noqa: E402
-from genai_finetune.clients import InferenceModelServer  # noqa: E402
+from genai_finetune.clients import InferenceModelServer, TokenizerServiceFiles  # noqa: E402
 from genai_finetune.datafiles import Datasets  # noqa: E402
 from genai_finetune.jobs import Jobs  # noqa: E402
 from genai_finetune.monitor import Monitor  # noqa: E402
+from genai_finetune.planning import Planner  # noqa: E402
 from genai_finetune.runners import LocalRunner, Runner  # noqa: E402
 from genai_finetune.servicer import Finetune, service_spec  # noqa: E402
 from genai_finetune.settings import PREFIX, FinetuneSettings, RunnerKind, Settings  # noqa: E402
@@ -68,6 +69,12 @@ def _runner(s: FinetuneSettings, store: Store, datasets: Datasets, base_models: 
     return {RunnerKind.LOCAL: local, RunnerKind.RAY: ray}[s.runner]()
 
 
+def _memory_limit(s: FinetuneSettings) -> int:
+    import psutil
+
+    return s.max_train_memory_bytes or int(0.8 * psutil.virtual_memory().total)
+
+
 def serve(settings: Settings) -> None:
     s = settings.finetune
     finetune: Deferred[Finetune] = Deferred("fine-tune store")
@@ -87,7 +94,9 @@ def serve(settings: Settings) -> None:
         monitor.start()
         engine = ", ".join(f"{name} {version(name)}" for name in ("transformers", "peft", "trl", "torch"))
         info = ServiceInfo(engine, base_models.ids, runner.name, s.workers, s.max_dataset_bytes, s.max_dataset_records)
-        finetune.set(Finetune(datasets, Jobs(store, datasets, base_models, tokenizers), artifacts, info,
+        planner = Planner(datasets, TokenizerServiceFiles(downstream, asyncio.get_running_loop()),
+                          data_dir=s.data_dir, memory_limit=_memory_limit(s))
+        finetune.set(Finetune(datasets, Jobs(store, datasets, base_models, tokenizers, planner), artifacts, info,
                               s.poll_seconds))
 
     async def close() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 from genai_core import weights
 from genai_core.errors import FailedPrecondition, NotFound
 
+from genai_finetune.types import SCRATCH
+
 
 @dataclass(frozen=True)
 class BaseModel:
@@ -50,6 +52,8 @@ class BaseModels:
             default_id: lambda: _default(default_id, cache_dir),
             **{name: (lambda name=name, path=path: _directory(name, path)) for name, path in extra.items()},
         }
+        # Bases that only methods with a fixed base start from (not tunable, so not in ``ids``).
+        self._fixed: dict[str, Callable[[], BaseModel]] = {SCRATCH: lambda: BaseModel(SCRATCH, Path(), "", 32768)}
         self._resolved: dict[str, BaseModel] = {}
         self._lock = threading.Lock()
 
@@ -58,7 +62,7 @@ class BaseModels:
         return list(self._loaders)
 
     def get(self, model_id: str) -> BaseModel:
-        loader = self._loaders.get(model_id)
+        loader = self._loaders.get(model_id) or self._fixed.get(model_id)
         if loader is None:
             raise NotFound(f"base model {model_id!r} cannot be tuned here; use one of: {', '.join(self._loaders)}",
                            resource_type="model", resource_name=model_id)

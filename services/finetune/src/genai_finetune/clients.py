@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from genai.inference.v1 import inference_service_pb2 as inference_pb
+from genai.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb
 from genai_core.downstream import Downstream
 
-from genai_finetune.types import Artifact
+from genai_finetune.types import SCRATCH, Artifact, TokenizerFiles
 
 
 class InferenceModelServer:
@@ -25,8 +28,10 @@ class InferenceModelServer:
             adapter_name=artifact.model_id, base_model=artifact.base_model, artifact_id=artifact.id))
 
     async def load_model(self, artifact: Artifact) -> None:
+        # A model trained from random weights has no base model in the inference service.
+        base = "" if artifact.base_model == SCRATCH else artifact.base_model
         await self._client.LoadModel(inference_pb.LoadModelRequest(
-            model_id=artifact.model_id, base_model=artifact.base_model, artifact_id=artifact.id), timeout=300)
+            model_id=artifact.model_id, base_model=base, artifact_id=artifact.id), timeout=300)
 
     async def unload_adapter(self, model_id: str) -> None:
         await self._client.UnloadAdapter(inference_pb.UnloadAdapterRequest(adapter_name=model_id))
@@ -43,3 +48,22 @@ class InferenceModelServer:
             token = reply.next_page_token
             if not token:
                 return names
+
+
+class TokenizerServiceFiles:
+    """``ports.TokenizerSource`` over the tokenizer service's GetTokenizerFiles. Job creation runs in a worker
+    thread, so the call is handed to the server's event loop (where the channel lives) and waited for."""
+
+    def __init__(self, downstream: Downstream, loop: asyncio.AbstractEventLoop, timeout: float = 60.0) -> None:
+        self._downstream = downstream
+        self._loop = loop
+        self._timeout = timeout
+
+    async def _files(self, tokenizer_id: str) -> TokenizerFiles:
+        reply = await self._downstream.client("tokenizer").GetTokenizerFiles(
+            tokenizer_pb.GetTokenizerFilesRequest(tokenizer=tokenizer_id))
+        return TokenizerFiles(reply.tokenizer.id, reply.tokenizer.revision, reply.tokenizer.vocab_size,
+                              [(f.name, f.content) for f in reply.files])
+
+    def files(self, tokenizer_id: str) -> TokenizerFiles:
+        return asyncio.run_coroutine_threadsafe(self._files(tokenizer_id), self._loop).result(self._timeout)

@@ -12,15 +12,17 @@ import random
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 
 from genai_finetune import hyperparameters as hp
+from genai_finetune import planning
 from genai_finetune.basemodels import BaseModels
 from genai_finetune.datafiles import Datasets
 from genai_finetune.methods import Method, config_dict, method
+from genai_finetune.planning import Planner
 from genai_finetune.store import Store
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import (
@@ -57,11 +59,13 @@ def model_name(base_model: str, suffix: str, job_id: str) -> str:
 
 
 class Jobs:
-    def __init__(self, store: Store, datasets: Datasets, base_models: BaseModels, tokenizers: Tokenizers) -> None:
+    def __init__(self, store: Store, datasets: Datasets, base_models: BaseModels, tokenizers: Tokenizers,
+                 planner: Planner | None = None) -> None:
         self._store = store
         self._datasets = datasets
         self._base_models = base_models
         self._tokenizers = tokenizers
+        self._planner = planner  # the model builder's methods (planning.py); None: only the tuning methods
 
     # -- create -------------------------------------------------------------------------------------
 
@@ -93,7 +97,9 @@ class Jobs:
     def create(self, request: JobRequest) -> Job:
         chosen = method(request.method)
         config = chosen.build_config(request.method_config)
-        if request.base_model not in self._base_models.ids:
+        if chosen.fixed_base:
+            request = replace(request, base_model=planning.ensure_fixed_base(chosen, request.base_model))
+        elif request.base_model not in self._base_models.ids:
             raise InvalidArgument.for_field(
                 "base_model", f"'{request.base_model}' cannot be tuned here; use one of: {', '.join(self._base_models.ids)}")
         if not SUFFIX.match(request.suffix):
@@ -108,19 +114,33 @@ class Jobs:
                 raise InvalidArgument.for_field("validation_dataset_id",
                                                 f"holds {validation.format.value} records; the training set is {training.format.value}")
         base = self._base_models.get(request.base_model)
-        resolved = hp.resolve(request.hyperparameters, chosen, examples=training.record_count,
-                              context_length=base.context_length)
-        tokenizer = self._tokenizers.get(base.directory)
-        cut = resolved.max_seq_length or base.context_length
-        truncated = self._check_lengths(training, "training_dataset_id", tokenizer, base.context_length, base.id, cut)
-        if validation is not None:
-            self._check_lengths(validation, "validation_dataset_id", tokenizer, base.context_length, base.id, cut)
+
+        def resolve(examples: int) -> Hyperparameters:
+            return hp.resolve(request.hyperparameters, chosen, examples=examples, context_length=base.context_length)
+
+        planned = None
+        if self._planner is not None:
+            planned = self._planner.plan(planning.Inputs(chosen, config, training, validation, resolve))
+        elif chosen.fixed_base:
+            raise planning.no_planner(chosen)
+        truncated, cut = 0, 0
+        if planned is not None:
+            config, resolved, examples = planned.config, planned.hyperparameters, planned.examples
+        else:
+            resolved, examples = resolve(training.record_count), training.record_count
+            tokenizer = self._tokenizers.get(base.directory)
+            cut = resolved.max_seq_length or base.context_length
+            truncated = self._check_lengths(training, "training_dataset_id", tokenizer, base.context_length, base.id,
+                                            cut)
+            if validation is not None:
+                self._check_lengths(validation, "validation_dataset_id", tokenizer, base.context_length, base.id, cut)
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
         seed = request.seed if request.seed is not None else random.randrange(2**31)
-        steps = hp.total_steps(resolved, training.record_count)
+        steps = hp.total_steps(resolved, examples)
         messages: list[tuple[str, JobState | None]] = [
             (f"Validating training file: {training.id}", JobState.VALIDATING_FILES),
-            (f"Files validated: {training.record_count} examples, {training.token_count} tokens; {steps} steps of "
+            *((text, None) for text in (planned.messages if planned else [])),
+            (f"Files validated: {examples} examples, {training.token_count} tokens; {steps} steps of "
              f"{resolved.batch_size} examples planned. Moving job to queued state", JobState.QUEUED),
         ]
         if truncated:

@@ -23,10 +23,9 @@ from typing import Any
 from genai_core.errors import FieldViolation, InvalidArgument
 
 from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
-from genai_finetune.types import ArtifactKind, DatasetFormat, Hyperparameters, Serving
+from genai_finetune.types import SCRATCH, ArtifactKind, DatasetFormat, Hyperparameters, Serving
 
 SUPERVISED = frozenset({DatasetFormat.CHAT, DatasetFormat.COMPLETION, DatasetFormat.TEXT})
-SCRATCH = "scratch"  # the base of a model trained from random weights
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

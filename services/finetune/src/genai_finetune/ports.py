@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from genai_finetune.types import Artifact
+from genai_finetune.types import Artifact, TokenizerFiles
 
 
 class ModelServer(Protocol):
@@ -28,4 +28,12 @@ class ModelServer(Protocol):
 
     async def served(self) -> set[str]:
         """The ids of every model and adapter served now."""
+        ...
+
+
+class TokenizerSource(Protocol):
+    """The tokenizer service, as models trained from scratch use it (called from worker threads)."""
+
+    def files(self, tokenizer_id: str) -> TokenizerFiles:
+        """The tokenizer's files; NotFound when the tokenizer service has no such tokenizer."""
         ...

@@ -11,7 +11,7 @@ from genai_core.services import service
 from genai_core.settings import DownstreamSettings, ServerSettings, load
 
 PREFIX = service("finetune").env_prefix
-CALLS = ("inference",)  # the services this one calls
+CALLS = ("inference", "tokenizer", "embedding")  # the services this one calls
 
 
 class RunnerKind(enum.Enum):
@@ -36,6 +36,9 @@ class FinetuneSettings:
     max_dataset_bytes: int = 10 * 1024 * 1024
     max_dataset_records: int = 100_000
     max_attempts: int = 3  # a job whose worker died this many times fails instead of restarting again
+    # The memory a training run may need by the estimate made when the job is created (the model builder's methods);
+    # 0: 80 % of this machine's memory.
+    max_train_memory_bytes: int = 0
     lease_seconds: float = 30.0  # a running job whose worker has not reported for this long is taken over
     poll_seconds: float = 0.5  # how often event streams and the job monitor look at the queue
     reconcile_seconds: float = 15.0  # how often artifacts are checked to be loaded in the inference service

@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+# The base model of a model trained from random weights (a method's ``fixed_base``).
+SCRATCH = "scratch"
+
 
 class DatasetFormat(enum.Enum):
     CHAT = "chat"  # {"messages": [...]}
@@ -224,3 +227,13 @@ def sequence_of(event_id_: str) -> int | None:
     """The sequence number in an event id, or None when it is not one."""
     _, _, tail = event_id_.rpartition("-")
     return int(tail) if event_id_.startswith("ftevent-") and tail.isdigit() else None
+
+
+@dataclass(frozen=True)
+class TokenizerFiles:
+    """A tokenizer of the tokenizer service, as files that transformers' AutoTokenizer loads as a directory."""
+
+    id: str
+    revision: str  # a hash of the files
+    vocab_size: int
+    files: list[tuple[str, bytes]]  # (file name, content)

@@ -1,0 +1,151 @@
+"""What the model builder's methods check and resolve when a job is created, before anything is queued: the
+tokenizer a from-scratch model uses (fetched from the tokenizer service and kept, content-addressed, under the
+data directory), the number of training examples (packed blocks, not lines), and an estimate of the memory the
+run needs against the limit, so a config that cannot fit fails at once with the numbers.
+
+A registry maps a method's settings class to its planning function; methods without an entry are planned by
+``jobs`` as before (records are examples, lengths checked against the base model's context).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument
+
+from genai_finetune import architectures, memory
+from genai_finetune.datafiles import Datasets
+from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
+from genai_finetune.methods import Method
+from genai_finetune.ports import TokenizerSource
+from genai_finetune.types import Dataset, Hyperparameters
+
+Resolve = Callable[[int], Hyperparameters]  # the job's hyperparameters for a number of training examples
+
+
+@dataclass(frozen=True)
+class Inputs:
+    method: Method
+    config: Any
+    training: Dataset
+    validation: Dataset | None
+    resolve: Resolve
+
+
+@dataclass(frozen=True)
+class Planned:
+    config: Any  # the settings with the fields "set by the service" filled in
+    hyperparameters: Hyperparameters
+    examples: int
+    messages: list[str]
+
+
+class Planner:
+    def __init__(self, datasets: Datasets, tokenizers: TokenizerSource, *, data_dir: Path, memory_limit: int) -> None:
+        self._datasets = datasets
+        self._tokenizers = tokenizers
+        self._tokenizers_dir = data_dir / "tokenizers"
+        self.memory_limit = memory_limit
+
+    def plan(self, inputs: Inputs) -> Planned | None:
+        """The planned job, or None for a method this module does not plan."""
+        step = PLANS.get(type(inputs.config))
+        return step(self, inputs) if step else None
+
+    # -- tokenizers ------------------------------------------------------------------------------------
+
+    def tokenizer_copy(self, tokenizer_id: str) -> Path:
+        """The tokenizer service's files of ``tokenizer_id``, kept under tokenizers/<revision> (once)."""
+        fetched = self._tokenizers.files(tokenizer_id)
+        target = self._tokenizers_dir / fetched.revision
+        if not target.is_dir():
+            tmp = self._tokenizers_dir / f".{fetched.revision}.{uuid.uuid4().hex}"
+            tmp.mkdir(parents=True)
+            for name, content in fetched.files:
+                (tmp / Path(name).name).write_bytes(content)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another job copied it meanwhile
+                pass
+        return target
+
+    # -- memory ------------------------------------------------------------------------------------------
+
+    def check_memory(self, estimate: memory.Estimate, fields: list[str]) -> str:
+        if estimate.total > self.memory_limit:
+            text = (f"training needs about {memory.gib(estimate.total)} ({estimate.describe()}), more than the "
+                    f"limit of {memory.gib(self.memory_limit)} (GENAI_FINETUNE_MAX_TRAIN_MEMORY_BYTES); make the "
+                    f"model or the batch smaller ({', '.join(fields)})")
+            raise InvalidArgument(text, [FieldViolation(f, "too large for the memory limit") for f in fields],
+                                  reason="MEMORY_ESTIMATE")
+        return f"Memory estimate: {memory.gib(estimate.total)} of the {memory.gib(self.memory_limit)} limit"
+
+    def texts(self, dataset: Dataset | None) -> list[str]:
+        return [r["text"] for r in self._datasets.records(dataset)] if dataset else []
+
+
+def _micro_batch(h: Hyperparameters) -> int:
+    return max(1, (h.batch_size or 1) // (h.gradient_accumulation_steps or 1))
+
+
+def _pretrain(planner: Planner, inputs: Inputs) -> Planned:
+    from transformers import AutoTokenizer
+
+    from genai_finetune.recipes.blocks import split
+    from genai_finetune.recipes.pretrain import OBJECTIVES, corpus_blocks
+
+    config = inputs.config
+    kind = architectures.KINDS[type(config)]
+    path = planner.tokenizer_copy(config.tokenizer)
+    tokenizer = architectures.prepare_tokenizer(config, AutoTokenizer.from_pretrained(str(path)))
+    missing = architectures.missing_roles(kind, tokenizer)
+    if missing:
+        raise InvalidArgument.for_field(
+            "method_config.tokenizer", f"'{config.tokenizer}' has no {', '.join(missing)} token, which an {kind.name} "
+            "needs; train one with those special tokens (a WordPiece tokenizer has [CLS], [SEP], [PAD], [MASK])")
+    config = replace(config, tokenizer_path=str(path))
+    blocks = corpus_blocks(config, tokenizer, planner.texts(inputs.training))
+    held = corpus_blocks(config, tokenizer, planner.texts(inputs.validation)) if inputs.validation else []
+    if not inputs.validation:
+        blocks, held = split(blocks, config.eval_fraction, 0)
+    size = OBJECTIVES[type(config)].block_size(config)
+    if len(blocks) < 2 or (config.eval_fraction > 0 and not held):
+        raise InvalidArgument.for_field(
+            "training_file", f"the corpus makes only {len(blocks) + len(held)} blocks of {size} tokens with "
+            f"'{config.tokenizer}'; pretraining needs several (send more text or lower method_config.seq_length)")
+    hyperparameters = inputs.resolve(len(blocks))
+    parameters = architectures.parameters(config, tokenizer)
+    shape = memory.Shape(parameters, parameters, config.hidden_size, config.num_layers * (2 if kind.name ==
+                         "encoder-decoder" else 1), config.num_heads, len(tokenizer))
+    estimate = memory.estimate(shape, micro_batch=_micro_batch(hyperparameters), seq_length=config.seq_length,
+                               checkpointing=config.gradient_checkpointing)
+    fits = planner.check_memory(estimate, ["method_config.hidden_size", "method_config.num_layers",
+                                           "method_config.seq_length", "hyperparameters.batch_size"])
+    return Planned(config, hyperparameters, len(blocks), [
+        f"{kind.name.capitalize()} of {parameters / 1e6:.2f}M parameters with tokenizer '{config.tokenizer}' "
+        f"({len(tokenizer)} tokens): {len(blocks)} training and {len(held)} held-out blocks of {size} tokens. {fits}"])
+
+
+PLANS: dict[type, Callable[[Planner, Inputs], Planned]] = {
+    DecoderPretrainConfig: _pretrain,
+    EncoderPretrainConfig: _pretrain,
+    EncoderDecoderPretrainConfig: _pretrain,
+}
+
+
+def ensure_fixed_base(method: Method, base_model: str) -> str:
+    """The base a fixed-base method trains on; InvalidArgument when the request names another."""
+    if base_model and base_model != method.fixed_base:
+        raise InvalidArgument.for_field(
+            "base_model", f"method '{method.name}' always starts from '{method.fixed_base}'; leave base_model empty")
+    return method.fixed_base
+
+
+def no_planner(method: Method) -> FailedPrecondition:
+    return FailedPrecondition(f"method '{method.name}' is not available in this deployment (no planner)",
+                              reason="METHOD_UNAVAILABLE")
