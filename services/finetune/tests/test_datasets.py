@@ -73,7 +73,7 @@ def test_chat_labels_cover_only_the_assistant_replies(tiny_dir, tokenizers):
                 {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Still Zorblax!", "weight": 0},
                 {"role": "user", "content": "Last?"}, {"role": "assistant", "content": "Zorblax forever."}]
     encoded = encode_chat(tokenizer, messages)
-    learned = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE])
+    learned = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE])
     assert learned == "Zorblax.<|im_end|>\nZorblax forever.<|im_end|>\n"  # not the weight-0 reply, not the user
     assert len(encoded) == len(tokenizer(tokenizer.apply_chat_template(
         [{k: v for k, v in m.items() if k != "weight"} for m in messages], tokenize=False),
