@@ -11,47 +11,14 @@ import pytest
 from genai.finetune.v1 import finetune_service_pb2 as pb
 from genai.finetune.v1 import finetune_service_pb2_grpc as pb_grpc
 from genai_core.deferred import Deferred
-from genai_core.errors import NotFound, Unavailable
 from genai_core.status import field_violations
 from genai_core.testing import running_server
 from genai_finetune.artifacts import Artifacts
 from genai_finetune.servicer import Finetune, service_spec
-from genai_finetune.testing import FACTS, chat, jsonl
+from genai_finetune.testing import FACTS, FakeModelServer, chat, jsonl
 from genai_finetune.types import ServiceInfo
 from genai_finetune.worker import Worker
 from google.protobuf import struct_pb2
-
-
-class FakeModelServer:
-    """``ports.ModelServer`` that remembers what it serves; ``down`` makes every call Unavailable."""
-
-    def __init__(self) -> None:
-        self.served_ids: dict[str, str] = {}  # model id -> how ("adapter" | "model")
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise Unavailable("the inference service is unavailable; retry shortly")
-
-    async def load_adapter(self, artifact) -> None:
-        self._check()
-        assert Path(artifact.path, "adapter_config.json").exists()
-        self.served_ids[artifact.model_id] = "adapter"
-
-    async def load_model(self, artifact) -> None:
-        self._check()
-        self.served_ids[artifact.model_id] = "model"
-
-    async def unload_adapter(self, model_id: str) -> None:
-        self._check()
-        if self.served_ids.pop(model_id, None) is None:
-            raise NotFound(f"{model_id} is not loaded")
-
-    unload_model = unload_adapter
-
-    async def served(self) -> set[str]:
-        self._check()
-        return set(self.served_ids)
 
 
 @pytest.fixture

@@ -51,3 +51,40 @@ def process_env(data_dir: Path, cache_dir: Path, base_models: str = "", **extra:
     if base_models:
         env["GENAI_FINETUNE_BASE_MODELS"] = base_models
     return env
+
+
+class FakeModelServer:
+    """``ports.ModelServer`` for tests that do not run the inference service: it remembers what it serves;
+    ``down`` makes every call Unavailable, as a stopped inference service would."""
+
+    def __init__(self) -> None:
+        self.served_ids: dict[str, str] = {}  # model id -> how ("adapter" | "model")
+        self.down = False
+
+    def _check(self) -> None:
+        from genai_core.errors import Unavailable
+
+        if self.down:
+            raise Unavailable("the inference service is unavailable; retry shortly")
+
+    async def load_adapter(self, artifact) -> None:
+        self._check()
+        self.served_ids[artifact.model_id] = "adapter"
+
+    async def load_model(self, artifact) -> None:
+        self._check()
+        self.served_ids[artifact.model_id] = "model"
+
+    async def unload_adapter(self, model_id: str) -> None:
+        from genai_core.errors import NotFound
+
+        self._check()
+        if self.served_ids.pop(model_id, None) is None:
+            raise NotFound(f"{model_id} is not loaded")
+
+    async def unload_model(self, model_id: str) -> None:
+        await self.unload_adapter(model_id)
+
+    async def served(self) -> set[str]:
+        self._check()
+        return set(self.served_ids)
