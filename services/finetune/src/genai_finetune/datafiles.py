@@ -83,8 +83,9 @@ class Datasets:
     def get(self, dataset_id: str, field: str = "dataset_id") -> Dataset:
         dataset = self._store.get_dataset(dataset_id) if dataset_id else None
         if dataset is None:
-            raise NotFound(f"{field}: no dataset '{dataset_id}' (was it deleted?); upload the file first",
-                           resource_type="dataset", resource_name=dataset_id)
+            problem = f"no dataset '{dataset_id}' (was it deleted?); upload the file first"
+            raise NotFound(f"{field}: {problem}", [FieldViolation(field, problem)], resource_type="dataset",
+                           resource_name=dataset_id)
         return dataset
 
     def list(self, after: str, limit: int, purpose: str = "") -> Page:

@@ -92,6 +92,7 @@ class DpoConfig:
     rank: int = 8
     alpha: int = 16
     target_modules: tuple[str, ...] = LINEAR_MODULES
+    gradient_checkpointing: bool = False
 
     def problems(self) -> list[tuple[str, str]]:
         out = [] if 0.0 < self.beta <= 10.0 else [("beta", "must be in (0, 10]")]
@@ -108,6 +109,7 @@ class RewardModelConfig:
     rank: int = 8
     alpha: int = 16
     target_modules: tuple[str, ...] = LINEAR_MODULES
+    gradient_checkpointing: bool = False
 
     def problems(self) -> list[tuple[str, str]]:
         return LoraConfig(self.rank, self.alpha, 0.0, self.target_modules).problems()

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from transformers import PrinterCallback, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.types import JobState, Level, Metrics
@@ -115,12 +115,18 @@ def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=T
         disable_tqdm=True,
         remove_unused_columns=False,
         save_only_model=False,
+        # Recompute activations in the backward pass (less memory, ~30 % more time): off unless the method's
+        # settings ask for it (TRL's own default is on, which only pays on big models).
+        gradient_checkpointing=bool(getattr(context.config, "gradient_checkpointing", False)),
         **extra,
     )
 
 
-def threads(context: RecipeContext) -> None:
+def prepare(context: RecipeContext) -> None:
+    """Threads, and the job's seed before any model is built: the adapter's random initialization is then the
+    same in every run of the job, which a resumed run relies on as much as an uninterrupted one."""
     torch.set_num_threads(context.spec.threads)
+    set_seed(context.spec.seed)
 
 
 def quiet(trainer) -> Any:

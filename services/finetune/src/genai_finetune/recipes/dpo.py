@@ -14,7 +14,7 @@ from trl import DPOConfig, DPOTrainer
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.methods import DpoConfig, method
-from genai_finetune.recipes.common import JobCallback, final_metrics, quiet, threads, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import Outcome
 
@@ -28,7 +28,7 @@ def preference_dataset(records: list[dict]) -> Dataset:
 
 
 def train(context: RecipeContext) -> Outcome | None:
-    threads(context)
+    prepare(context)
     spec, config = context.spec, context.config
     assert isinstance(config, DpoConfig)
     chosen_method = method(spec.method)

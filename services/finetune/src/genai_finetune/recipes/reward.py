@@ -20,7 +20,7 @@ from trl import RewardConfig, RewardTrainer
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.methods import RewardModelConfig, method
-from genai_finetune.recipes.common import JobCallback, final_metrics, quiet, threads, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import Outcome
 
@@ -34,7 +34,7 @@ def pairs(records: list[dict]) -> Dataset:
 
 
 def train(context: RecipeContext) -> Outcome | None:
-    threads(context)
+    prepare(context)
     spec, config = context.spec, context.config
     assert isinstance(config, RewardModelConfig)
     chosen_method = method(spec.method)

@@ -20,7 +20,7 @@ from genai_finetune.methods import (
     PromptTuningConfig,
     method,
 )
-from genai_finetune.recipes.common import JobCallback, final_metrics, quiet, threads, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.tokenization import Encoded, Tokenizers, encode
 from genai_finetune.types import DatasetFormat, Level, Outcome
 
@@ -72,7 +72,7 @@ def as_dataset(examples: list[Encoded]) -> Dataset:
 
 
 def train(context: RecipeContext) -> Outcome | None:
-    threads(context)
+    prepare(context)
     spec = context.spec
     chosen = method(spec.method)
     tokenizer = Tokenizers().get(Path(spec.base_model_dir))
@@ -82,8 +82,6 @@ def train(context: RecipeContext) -> Outcome | None:
     if cut:
         context.reporter.message(Level.WARNING, f"{cut} examples were longer than max_seq_length={max_len} and were truncated")
     model = AutoModelForCausalLM.from_pretrained(spec.base_model_dir, dtype=torch.float32)
-    if isinstance(context.config, FullConfig) and context.config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
     peft_config = _peft(context.config, spec.base_model_dir)
     if peft_config is not None:
         import peft
