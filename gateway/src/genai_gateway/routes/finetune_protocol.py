@@ -50,7 +50,7 @@ class JobCreate(_Strict):
 class NativeJobCreate(_Strict):
     """The native route: the gRPC request's fields, by their proto names."""
 
-    base_model: str
+    base_model: str = Field("", description="the model to tune; empty for methods that start from scratch")
     training_dataset_id: str
     validation_dataset_id: str = ""
     method: str = Field("", description="a method of GET /v1/finetune/info; empty is lora")

