@@ -206,10 +206,14 @@ def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None)
     def _scheduler(model_id: str, location: Path, base: Inference):
         from genai_inference.constraints import ConstraintCompiler
         from genai_inference.engines.prompt_learning_engine import PromptLearningEngine, prompt_learning_type
+        from genai_inference.engines.seq2seq_engine import Seq2SeqBackend, is_encoder_decoder
         from genai_inference.engines.torch_engine import TorchEngine
         from genai_inference.models import resolve
         from genai_inference.scheduler import Scheduler
 
+        if is_encoder_decoder(location):  # text-to-text: generate() runs it, one request at a time
+            source = resolve(model_id, str(location), settings.cache_dir)
+            return Seq2SeqBackend(model_id, location, source.revision, threads=settings.threads)
         if prompt_learning_type(location):
             if base.base.id != settings.model:
                 raise InvalidArgument.for_field("base_model", f"prompt and prefix tuning run on '{settings.model}'")
