@@ -36,6 +36,9 @@ class EmbeddingSettings:
     max_request_inputs: int = 1024  # inputs one request (or stream batch, or rerank) may carry
     sparse_k1: float = 1.2
     sparse_b: float = 0.75
+    # Models loaded at run time (LoadModel) from the fine-tune service's artifacts: its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
+    max_loaded_models: int = 4
     sparse_avg_doc_tokens: float = 100.0  # BM25 average document length in analysed terms (~a 200-token chunk)
 
     def __post_init__(self) -> None:
