@@ -43,6 +43,8 @@ Unload = Callable[[ModelServer, str], Awaitable[None]]
 SERVING: dict[Serving, tuple[Load, Unload]] = {
     Serving.ADAPTER: (lambda server, a: server.load_adapter(a), lambda server, name: server.unload_adapter(name)),
     Serving.MODEL: (lambda server, a: server.load_model(a), lambda server, name: server.unload_model(name)),
+    Serving.EMBEDDING: (lambda server, a: server.load_encoder(a), lambda server, name: server.unload_encoder(name)),
+    Serving.RERANKER: (lambda server, a: server.load_encoder(a), lambda server, name: server.unload_encoder(name)),
 }
 
 

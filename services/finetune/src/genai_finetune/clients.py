@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+from genai.embedding.v1 import embedding_service_pb2 as embedding_pb
 from genai.inference.v1 import inference_service_pb2 as inference_pb
 from genai.tokenizer.v1 import tokenizer_service_pb2 as tokenizer_pb
 from genai_core.downstream import Downstream
+from genai_core.errors import Unavailable
 
 from genai_finetune.types import SCRATCH, Artifact, TokenizerFiles
 
 
 class InferenceModelServer:
-    """``ports.ModelServer`` over the inference service's LoadAdapter/LoadModel RPCs. Artifacts are named by
-    id: the inference service finds them under its GENAI_INFERENCE_ARTIFACTS_DIR (this service's artifacts
-    directory, on a filesystem both see)."""
+    """``ports.ModelServer`` over the inference service's LoadAdapter/LoadModel RPCs (and the embedding service's
+    LoadModel for encoders and cross-encoders). Artifacts are named by id: the serving services find them under
+    their GENAI_INFERENCE_ARTIFACTS_DIR / GENAI_EMBEDDING_ARTIFACTS_DIR (this service's artifacts directory, on
+    a filesystem they all see)."""
 
     def __init__(self, downstream: Downstream) -> None:
         self._downstream = downstream
@@ -39,8 +42,20 @@ class InferenceModelServer:
     async def unload_model(self, model_id: str) -> None:
         await self._client.UnloadModel(inference_pb.UnloadModelRequest(model_id=model_id))
 
+    async def load_encoder(self, artifact: Artifact) -> None:
+        await self._downstream.client("embedding").LoadModel(embedding_pb.LoadModelRequest(
+            model_id=artifact.model_id, artifact_id=artifact.id), timeout=300)
+
+    async def unload_encoder(self, model_id: str) -> None:
+        await self._downstream.client("embedding").UnloadModel(embedding_pb.UnloadModelRequest(model_id=model_id))
+
     async def served(self) -> set[str]:
         names: set[str] = set()
+        try:
+            info = await self._downstream.client("embedding").GetInfo(embedding_pb.GetInfoRequest())
+            names.update(info.models)
+        except Unavailable:  # no embedding service (not deployed, or down): only what the inference service serves
+            pass
         token = ""
         while True:
             reply = await self._client.ListModels(inference_pb.ListModelsRequest(page_token=token))

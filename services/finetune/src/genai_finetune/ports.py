@@ -26,6 +26,14 @@ class ModelServer(Protocol):
         """Stop serving a model; NotFound when it is not loaded."""
         ...
 
+    async def load_encoder(self, artifact: Artifact) -> None:
+        """Serve an encoder or a cross-encoder by the embedding service, as ``artifact.model_id``."""
+        ...
+
+    async def unload_encoder(self, model_id: str) -> None:
+        """Stop serving an encoder or cross-encoder; NotFound when it is not loaded."""
+        ...
+
     async def served(self) -> set[str]:
         """The ids of every model and adapter served now."""
         ...
