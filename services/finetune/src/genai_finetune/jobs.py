@@ -120,7 +120,7 @@ class Jobs:
 
         planned = None
         if self._planner is not None:
-            planned = self._planner.plan(planning.Inputs(chosen, config, training, validation, resolve))
+            planned = self._planner.plan(planning.Inputs(chosen, config, base, training, validation, resolve))
         elif chosen.fixed_base:
             raise planning.no_planner(chosen)
         truncated, cut = 0, 0

@@ -96,6 +96,7 @@ class ContinualPretrainConfig:
     """Continued pretraining of the base model on raw text (causal LM, every weight), with perplexity on a
     held-out slice of the new text and on the original domain before and after, so forgetting shows."""
 
+    seq_length: int = 256  # tokens per training block
     eval_fraction: float = 0.1
     original_domain: str = "gsm8k"  # the text the forgetting check reads (a registry of shipped corpora)
     original_tokens: int = 2048  # how many tokens of it
@@ -104,8 +105,8 @@ class ContinualPretrainConfig:
     def problems(self) -> list[tuple[str, str]]:
         from genai_finetune.corpora import TEXTS
 
-        out = _range("eval_fraction", self.eval_fraction, 0.01, 0.5) + _range(
-            "original_tokens", self.original_tokens, 128, 1_000_000)
+        out = (_range("eval_fraction", self.eval_fraction, 0.01, 0.5) + _range("seq_length", self.seq_length, 16, 32768)
+               + _range("original_tokens", self.original_tokens, 128, 1_000_000))
         if self.original_domain not in TEXTS:
             out.append(("original_domain", f"use one of {', '.join(TEXTS)}"))
         return out
@@ -125,7 +126,6 @@ class DistillConfig:
     alpha: float = 0.5  # weight of the distillation loss; 1 - alpha goes to the plain next-token loss
     seq_length: int = 128
     eval_fraction: float = 0.1
-    student: str = ""  # an artifact (id or model name) of a decoder to start from; empty: random weights
 
     def problems(self) -> list[tuple[str, str]]:
         out = (_range("hidden_size", self.hidden_size, 16, 8192) + _range("num_layers", self.num_layers, 1, 128)

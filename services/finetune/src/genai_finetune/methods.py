@@ -22,7 +22,13 @@ from typing import Any
 
 from genai_core.errors import FieldViolation, InvalidArgument
 
-from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
+from genai_finetune.labconfigs import (
+    ContinualPretrainConfig,
+    DecoderPretrainConfig,
+    DistillConfig,
+    EncoderDecoderPretrainConfig,
+    EncoderPretrainConfig,
+)
 from genai_finetune.types import SCRATCH, ArtifactKind, DatasetFormat, Hyperparameters, Serving
 
 SUPERVISED = frozenset({DatasetFormat.CHAT, DatasetFormat.COMPLETION, DatasetFormat.TEXT})
@@ -189,6 +195,15 @@ METHODS.update({
                "corruption); served text-to-text", _TEXT, EncoderDecoderPretrainConfig,
                "genai_finetune.recipes.pretrain:train", ArtifactKind.MODEL, Serving.MODEL, "safetensors-seq2seq",
                3e-3, _PRETRAIN_DEFAULTS, fixed_base=SCRATCH),
+        Method("continual_pretraining", "Continued pretraining of the base model on raw text (causal LM, every "
+               "weight), with perplexity on the new and the original domain before and after",
+               _TEXT, ContinualPretrainConfig, "genai_finetune.recipes.continual:train", ArtifactKind.MODEL,
+               Serving.MODEL, "safetensors", 5e-5,
+               dataclasses.replace(_PRETRAIN_DEFAULTS, batch_size=4, weight_decay=0.0)),
+        Method("distillation", "Logit distillation of the base model (teacher) into a small Llama student with the "
+               "same tokenizer; reports the student's agreement with the teacher", SUPERVISED, DistillConfig,
+               "genai_finetune.recipes.distill:train", ArtifactKind.MODEL, Serving.MODEL, "safetensors", 2e-3,
+               dataclasses.replace(_PRETRAIN_DEFAULTS, batch_size=8)),
     )
 })
 

@@ -19,8 +19,15 @@ from typing import Any
 from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument
 
 from genai_finetune import architectures, memory
+from genai_finetune.basemodels import BaseModel
 from genai_finetune.datafiles import Datasets
-from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
+from genai_finetune.labconfigs import (
+    ContinualPretrainConfig,
+    DecoderPretrainConfig,
+    DistillConfig,
+    EncoderDecoderPretrainConfig,
+    EncoderPretrainConfig,
+)
 from genai_finetune.methods import Method
 from genai_finetune.ports import TokenizerSource
 from genai_finetune.types import Dataset, Hyperparameters
@@ -32,6 +39,7 @@ Resolve = Callable[[int], Hyperparameters]  # the job's hyperparameters for a nu
 class Inputs:
     method: Method
     config: Any
+    base: BaseModel
     training: Dataset
     validation: Dataset | None
     resolve: Resolve
@@ -131,10 +139,90 @@ def _pretrain(planner: Planner, inputs: Inputs) -> Planned:
         f"({len(tokenizer)} tokens): {len(blocks)} training and {len(held)} held-out blocks of {size} tokens. {fits}"])
 
 
+def _base_shape(directory: Path) -> tuple[Any, int]:
+    """The base model's config and its number of weights (counted on the meta device)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(directory))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return config, sum(p.numel() for p in model.parameters())
+
+
+def _lm_blocks(planner: Planner, inputs: Inputs, size: int, fraction: float) -> tuple[int, int]:
+    """(training blocks, held-out blocks) of ``size`` base-model tokens, as the text recipes cut them."""
+    from transformers import AutoTokenizer
+
+    from genai_finetune.recipes.blocks import pack, split, token_stream
+    from genai_finetune.tokenization import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(str(inputs.base.directory))
+
+    def ids(dataset: Dataset) -> list[int]:
+        records = planner._datasets.records(dataset)
+        if dataset.format.value == "text":
+            return token_stream(tokenizer, [r["text"] for r in records], tokenizer.eos_token_id)
+        return [t for r in records for t in encode(tokenizer, dataset.format, r).input_ids]
+
+    blocks = pack(ids(inputs.training), size)
+    held = pack(ids(inputs.validation), size) if inputs.validation else []
+    if not inputs.validation:
+        blocks, held = split(blocks, fraction, 0)
+    if len(blocks) < 2 or not held:
+        raise InvalidArgument.for_field(
+            "training_file", f"the text makes only {len(blocks) + len(held)} blocks of {size} tokens; send more text "
+            "(some are held out to measure perplexity) or lower method_config.seq_length")
+    return len(blocks), len(held)
+
+
+def _continual(planner: Planner, inputs: Inputs) -> Planned:
+    config = inputs.config
+    base_config, parameters = _base_shape(inputs.base.directory)
+    train, held = _lm_blocks(planner, inputs, config.seq_length, config.eval_fraction)
+    hyperparameters = inputs.resolve(train)
+    shape = memory.Shape(parameters, parameters, base_config.hidden_size, base_config.num_hidden_layers,
+                         base_config.num_attention_heads, base_config.vocab_size)
+    fits = planner.check_memory(memory.estimate(shape, micro_batch=_micro_batch(hyperparameters),
+                                                seq_length=config.seq_length, checkpointing=config.gradient_checkpointing),
+                                ["method_config.seq_length", "hyperparameters.batch_size"])
+    return Planned(config, hyperparameters, train, [
+        f"Continued pretraining of {inputs.base.id} ({parameters / 1e6:.1f}M parameters, all trained): {train} "
+        f"training and {held} held-out blocks of {config.seq_length} tokens. {fits}"])
+
+
+def _distill(planner: Planner, inputs: Inputs) -> Planned:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from genai_finetune.recipes.distill import student_config
+
+    config = inputs.config
+    teacher_config, teacher = _base_shape(inputs.base.directory)
+    with torch.device("meta"):
+        student = sum(p.numel() for p in AutoModelForCausalLM.from_config(
+            student_config(config, teacher_config)).parameters())
+    train, held = _lm_blocks(planner, inputs, config.seq_length, config.eval_fraction)
+    hyperparameters = inputs.resolve(train)
+    micro = _micro_batch(hyperparameters)
+    # The teacher only runs forward: its weights and one batch of its logits and layer outputs.
+    teacher_forward = 4 * micro * config.seq_length * (teacher_config.vocab_size + 2 * teacher_config.hidden_size)
+    shape = memory.Shape(student + teacher, student, config.hidden_size, config.num_layers, config.num_heads,
+                         teacher_config.vocab_size, frozen_activations=teacher_forward)
+    fits = planner.check_memory(memory.estimate(shape, micro_batch=micro, seq_length=config.seq_length),
+                                ["method_config.hidden_size", "method_config.num_layers", "method_config.seq_length",
+                                 "hyperparameters.batch_size"])
+    return Planned(config, hyperparameters, train, [
+        f"Distillation of {inputs.base.id} ({teacher / 1e6:.1f}M parameters) into a {student / 1e6:.2f}M-parameter "
+        f"student: {train} training and {held} held-out blocks of {config.seq_length} tokens. {fits}"])
+
+
 PLANS: dict[type, Callable[[Planner, Inputs], Planned]] = {
     DecoderPretrainConfig: _pretrain,
     EncoderPretrainConfig: _pretrain,
     EncoderDecoderPretrainConfig: _pretrain,
+    ContinualPretrainConfig: _continual,
+    DistillConfig: _distill,
 }
 
 
