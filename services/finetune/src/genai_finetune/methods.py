@@ -28,8 +28,9 @@ from genai_finetune.labconfigs import (
     DistillConfig,
     EncoderDecoderPretrainConfig,
     EncoderPretrainConfig,
+    RerankerConfig,
 )
-from genai_finetune.types import SCRATCH, ArtifactKind, DatasetFormat, Hyperparameters, Serving
+from genai_finetune.types import MINILM, SCRATCH, ArtifactKind, DatasetFormat, Hyperparameters, Serving
 
 SUPERVISED = frozenset({DatasetFormat.CHAT, DatasetFormat.COMPLETION, DatasetFormat.TEXT})
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -195,6 +196,12 @@ METHODS.update({
                "corruption); served text-to-text", _TEXT, EncoderDecoderPretrainConfig,
                "genai_finetune.recipes.pretrain:train", ArtifactKind.MODEL, Serving.MODEL, "safetensors-seq2seq",
                3e-3, _PRETRAIN_DEFAULTS, fixed_base=SCRATCH),
+        Method("reranker", "A cross-encoder reranker (sentence-transformers CrossEncoder) trained from MiniLM on "
+               "(query, relevant document) pairs with mined negatives; served by the embedding service's Rerank",
+               frozenset({DatasetFormat.PAIRS}), RerankerConfig, "genai_finetune.recipes.reranker:train",
+               ArtifactKind.MODEL, Serving.RERANKER, "safetensors-cross-encoder", 2e-5,
+               dataclasses.replace(_PRETRAIN_DEFAULTS, batch_size=16, warmup_ratio=0.1, lr_scheduler="linear",
+                                   weight_decay=0.0), fixed_base=MINILM),
         Method("continual_pretraining", "Continued pretraining of the base model on raw text (causal LM, every "
                "weight), with perplexity on the new and the original domain before and after",
                _TEXT, ContinualPretrainConfig, "genai_finetune.recipes.continual:train", ArtifactKind.MODEL,

@@ -27,6 +27,7 @@ from genai_finetune.labconfigs import (
     DistillConfig,
     EncoderDecoderPretrainConfig,
     EncoderPretrainConfig,
+    RerankerConfig,
 )
 from genai_finetune.methods import Method
 from genai_finetune.ports import TokenizerSource
@@ -217,7 +218,23 @@ def _distill(planner: Planner, inputs: Inputs) -> Planned:
         f"student: {train} training and {held} held-out blocks of {config.seq_length} tokens. {fits}"])
 
 
+def _reranker(planner: Planner, inputs: Inputs) -> Planned:
+    from genai_finetune.recipes.reranker import split_queries
+
+    config = inputs.config
+    records = planner._datasets.records(inputs.training)
+    train, held = split_queries(records, config.eval_fraction, 0)
+    if len(train) < 2:
+        raise InvalidArgument.for_field("training_file", f"the pairs hold {len(train) + len(held)} distinct queries; "
+                                        "a reranker needs several (some are held out to measure nDCG@10)")
+    pairs = sum(1 + config.negatives_per_query + len(r["negatives"]) for r in records if r["query"] in set(train))
+    return Planned(config, inputs.resolve(pairs), pairs, [
+        f"Cross-encoder from {inputs.base.id}: about {pairs} labelled pairs from {len(train)} queries, "
+        f"{config.negatives_per_query} mined negatives each; {len(held)} queries held out for nDCG@10"])
+
+
 PLANS: dict[type, Callable[[Planner, Inputs], Planned]] = {
+    RerankerConfig: _reranker,
     DecoderPretrainConfig: _pretrain,
     EncoderPretrainConfig: _pretrain,
     EncoderDecoderPretrainConfig: _pretrain,

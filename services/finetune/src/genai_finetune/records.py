@@ -130,16 +130,44 @@ def _text_record(line: dict[str, Any]) -> Record:
     return {"text": _text(line.get("text"), "text")}
 
 
+def _pairs(line: dict[str, Any]) -> Record:
+    negatives = line.get("negatives", [])
+    if not isinstance(negatives, list):
+        raise _Bad("negatives", "must be a list of documents that do not answer the query")
+    return {"query": _text(line.get("query"), "query"), "document": _text(line.get("document"), "document"),
+            "negatives": [_text(n, f"negatives[{i}]") for i, n in enumerate(negatives)]}
+
+
+def _image(line: dict[str, Any]) -> Record:
+    import base64
+    import binascii
+
+    value = _text(line.get("image"), "image")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Bad("image", "must be a base64-encoded PNG") from None
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise _Bad("image", "must be a PNG (the decoded bytes do not start with the PNG signature)")
+    label = line.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, str | int)):
+        raise _Bad("label", "must be a string or a whole number, the image's class")
+    return {"image": data, "label": "" if label is None else str(label)}
+
+
 PARSERS: dict[DatasetFormat, Callable[[dict[str, Any]], Record]] = {
     DatasetFormat.CHAT: _chat,
     DatasetFormat.COMPLETION: _completion,
     DatasetFormat.PREFERENCE: _preference,
     DatasetFormat.TEXT: _text_record,
+    DatasetFormat.PAIRS: _pairs,
+    DatasetFormat.IMAGE: _image,
 }
 
 # The key that tells a format apart, in detection order.
 _MARKERS = (("messages", DatasetFormat.CHAT), ("preferred_output", DatasetFormat.PREFERENCE),
-            ("completion", DatasetFormat.COMPLETION), ("text", DatasetFormat.TEXT))
+            ("completion", DatasetFormat.COMPLETION), ("text", DatasetFormat.TEXT), ("query", DatasetFormat.PAIRS),
+            ("image", DatasetFormat.IMAGE))
 
 
 def detect(first: dict[str, Any]) -> DatasetFormat | None:
@@ -204,7 +232,8 @@ def _parse_jsonl(content: bytes, declared: DatasetFormat | None) -> tuple[Datase
                     if fmt is None:
                         violations.append(FieldViolation(
                             f"line[{number}]", "has none of 'messages' (chat), 'prompt'+'completion', "
-                            "'input'+'preferred_output'+'non_preferred_output' (preference) or 'text'"))
+                            "'input'+'preferred_output'+'non_preferred_output' (preference), 'text', "
+                            "'query'+'document' (pairs) or 'image'"))
                         break
                 try:
                     records.append({**PARSERS[fmt](line), "_line": number})

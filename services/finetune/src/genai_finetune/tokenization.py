@@ -120,6 +120,9 @@ ENCODERS: dict[DatasetFormat, Callable[[Any, Record], Encoded]] = {
     DatasetFormat.COMPLETION: lambda tok, r: encode_completion(tok, r["prompt"], r["completion"]),
     DatasetFormat.PREFERENCE: encode_preference,
     DatasetFormat.TEXT: lambda tok, r: encode_text(tok, r["text"]),
+    # Counted for the upload's token count only (rerankers and image models bring their own tokenizer or none).
+    DatasetFormat.PAIRS: lambda tok, r: encode_text(tok, f"{r['query']}\n{r['document']}"),
+    DatasetFormat.IMAGE: lambda tok, r: Encoded([], []),
 }
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 # The base model of a model trained from random weights (a method's ``fixed_base``).
 SCRATCH = "scratch"
+# The encoder cross-encoder rerankers start from (the embedding service's default model).
+MINILM = "all-minilm-l6-v2"
 
 
 class DatasetFormat(enum.Enum):
@@ -15,6 +17,8 @@ class DatasetFormat(enum.Enum):
     COMPLETION = "completion"  # {"prompt", "completion"}
     PREFERENCE = "preference"  # {"input": {"messages"}, "preferred_output", "non_preferred_output"}
     TEXT = "text"  # {"text"} lines or a .txt file
+    PAIRS = "pairs"  # {"query", "document", "negatives"?}: reranker training
+    IMAGE = "image"  # {"image": base64 PNG, "label"?}: image generator training
 
 
 class JobState(enum.Enum):
