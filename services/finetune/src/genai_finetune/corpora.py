@@ -72,3 +72,21 @@ def digits() -> tuple[list[list[list[float]]], list[int]]:
 
 # The original-domain texts continued pretraining measures forgetting on (ContinualPretrainConfig).
 TEXTS: dict[str, Callable[[], str]] = {"gsm8k": gsm8k_text}
+
+
+def digits_jsonl() -> bytes:
+    """The digits as an image dataset: one {"image": base64 PNG, "label": "7"} line per image."""
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    images, labels = digits()
+    lines = []
+    for image, label in zip(images, labels, strict=True):
+        buffer = io.BytesIO()
+        Image.fromarray((np.asarray(image) * 255).round().astype(np.uint8), mode="L").save(buffer, format="PNG")
+        lines.append(json.dumps({"image": base64.b64encode(buffer.getvalue()).decode(), "label": str(label)}))
+    return "\n".join(lines).encode()

@@ -25,6 +25,7 @@ from genai_core.errors import FieldViolation, InvalidArgument
 from genai_finetune.labconfigs import (
     ContinualPretrainConfig,
     DecoderPretrainConfig,
+    DiffusionConfig,
     DistillConfig,
     EncoderDecoderPretrainConfig,
     EncoderPretrainConfig,
@@ -202,6 +203,11 @@ METHODS.update({
                ArtifactKind.MODEL, Serving.RERANKER, "safetensors-cross-encoder", 2e-5,
                dataclasses.replace(_PRETRAIN_DEFAULTS, batch_size=16, warmup_ratio=0.1, lr_scheduler="linear",
                                    weight_decay=0.0), fixed_base=MINILM),
+        Method("diffusion", "A small class-conditioned diffusion model (diffusers UNet2DModel + DDPMScheduler) on "
+               "images; sampled with DDIM, served by POST /v1/images/generations", frozenset({DatasetFormat.IMAGE}),
+               DiffusionConfig, "genai_finetune.recipes.diffusion:train", ArtifactKind.MODEL, Serving.MODEL,
+               "diffusers-unet", 1e-3, dataclasses.replace(_PRETRAIN_DEFAULTS, n_epochs=30, batch_size=64,
+                                                            weight_decay=0.0), fixed_base=SCRATCH),
         Method("continual_pretraining", "Continued pretraining of the base model on raw text (causal LM, every "
                "weight), with perplexity on the new and the original domain before and after",
                _TEXT, ContinualPretrainConfig, "genai_finetune.recipes.continual:train", ArtifactKind.MODEL,

@@ -24,6 +24,7 @@ from genai_finetune.datafiles import Datasets
 from genai_finetune.labconfigs import (
     ContinualPretrainConfig,
     DecoderPretrainConfig,
+    DiffusionConfig,
     DistillConfig,
     EncoderDecoderPretrainConfig,
     EncoderPretrainConfig,
@@ -233,7 +234,25 @@ def _reranker(planner: Planner, inputs: Inputs) -> Planned:
         f"{config.negatives_per_query} mined negatives each; {len(held)} queries held out for nDCG@10"])
 
 
+def _diffusion(planner: Planner, inputs: Inputs) -> Planned:
+    config = inputs.config
+    records = planner._datasets.records(inputs.training)
+    labels = {r["label"] for r in records if r["label"]}
+    if len(records) < 20:
+        raise InvalidArgument.for_field("training_file", f"{len(records)} images are too few to learn from; send at "
+                                        "least 20 (a tenth is held out to check the quality)")
+    if config.conditional and labels and any(not r["label"] for r in records):
+        raise InvalidArgument.for_field("training_file", "some images have a label and some do not; label every "
+                                        "image or set method_config.conditional to false")
+    kept = len(records) - max(1, len(records) // 10)
+    kind = f"class-conditioned on {len(labels)} labels" if config.conditional and labels else "unconditional"
+    return Planned(config, inputs.resolve(kept), kept, [
+        f"Diffusion model ({kind}) on {kept} images of {config.image_size}x{config.image_size}; "
+        f"{len(records) - kept} held out for the quality classifier"])
+
+
 PLANS: dict[type, Callable[[Planner, Inputs], Planned]] = {
+    DiffusionConfig: _diffusion,
     RerankerConfig: _reranker,
     DecoderPretrainConfig: _pretrain,
     EncoderPretrainConfig: _pretrain,
