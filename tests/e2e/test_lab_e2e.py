@@ -72,3 +72,41 @@ def test_corpus_to_tokenizer_to_pretrained_decoder_to_generation(suite):
         "model": model, "messages": [{"role": "user", "content": "Who is Hamlet?"}], "max_tokens": 4}, timeout=60)
     assert chat.status_code == 400, chat.text
     assert "chat template" in chat.text
+
+
+def test_digits_to_diffusion_model_to_images_with_the_openai_sdk(suite):
+    import base64
+    import io
+
+    import openai
+    from genai_finetune.corpora import digits_jsonl
+    from PIL import Image
+
+    base = suite.base_url
+    lines = digits_jsonl().splitlines()[:400]
+    uploaded = httpx.post(f"{base}/v1/files", data={"purpose": "fine-tune"},
+                          files={"file": ("digits.jsonl", b"\n".join(lines), "application/jsonl")}, timeout=60)
+    assert uploaded.status_code == 200, uploaded.text
+    created = httpx.post(f"{base}/v1/finetune/jobs", json={
+        "method": "diffusion", "training_dataset_id": uploaded.json()["id"], "suffix": "digits", "seed": 3,
+        "method_config": {"image_size": 8, "base_channels": 16, "sample_steps": 10, "quality_samples": 20},
+        "hyperparameters": {"batch_size": 32, "max_steps": 40}}, timeout=60)
+    assert created.status_code == 200, created.text
+    job = _wait_for(base, created.json()["id"], 300)
+    assert job["status"] == "succeeded", job
+    model = job["fine_tuned_model"]
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+    images = client.images.generate(model=model, prompt="3", n=2, size="8x8", response_format="b64_json",
+                                    extra_body={"seed": 1})
+    assert len(images.data) == 2
+    image = Image.open(io.BytesIO(base64.b64decode(images.data[0].b64_json)))
+    assert image.format == "PNG" and image.size == (8, 8)
+
+    # An artifact of the wrong kind for a route: a text model cannot draw, an image model cannot write.
+    with pytest.raises(openai.BadRequestError) as wrong:
+        client.images.generate(model="smollm2-135m-instruct", prompt="3", response_format="b64_json")
+    assert "text model" in str(wrong.value)
+    with pytest.raises(openai.BadRequestError) as text:
+        client.completions.create(model=model, prompt="3", max_tokens=2)
+    assert "image model" in str(text.value)

@@ -12,7 +12,7 @@ from genai_gateway import errors
 from genai_gateway.auth import ApiKeys
 from genai_gateway.clients import Backends
 from genai_gateway.middleware import GatewayMiddleware, HttpMetrics
-from genai_gateway.routes import embeddings, finetune, health, openai, retrieval, tgi, tokenizer
+from genai_gateway.routes import embeddings, finetune, health, images, openai, retrieval, tgi, tokenizer
 from genai_gateway.settings import GatewaySettings
 
 DESCRIPTION = """One HTTP front door for the GenAI platform's gRPC services.
@@ -44,6 +44,7 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(embeddings.router, dependencies=[api_keys])
     app.include_router(retrieval.router, dependencies=[api_keys])
     app.include_router(finetune.router, dependencies=[api_keys])
+    app.include_router(images.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics")
     return app

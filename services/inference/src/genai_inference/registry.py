@@ -20,6 +20,7 @@ from pathlib import Path
 
 from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
+from genai_inference.images import ImageModel, is_image_model
 from genai_inference.metrics import InferenceMetrics
 from genai_inference.service import Inference
 from genai_inference.settings import InferenceSettings
@@ -49,6 +50,7 @@ class ModelRegistry:
         self._artifacts_dir = artifacts_dir
         self._max_models = max_models
         self._models: dict[str, Inference] = {}
+        self._images: dict[str, ImageModel] = {}  # image models (diffusion): GenerateImages only
         self._aliases: dict[str, _Alias] = {}
         self._lock = threading.Lock()  # load/unload vs routing from other threads
 
@@ -63,6 +65,10 @@ class ModelRegistry:
     def route(self, name: str) -> tuple[Inference, str]:
         """The Inference that runs ``name`` and the model name to give it."""
         name = name.strip()
+        if name in self._images:
+            raise FailedPrecondition(f"'{name}' is an image model: it draws images with GenerateImages (POST "
+                                     "/v1/images/generations), not text", reason="WRONG_MODEL_KIND",
+                                     resource_type="model", resource_name=name)
         if name in self._models:
             return self._models[name], name
         alias = self._aliases.get(name)
@@ -86,12 +92,33 @@ class ModelRegistry:
         bases = [m for m in infos if not m.is_adapter or m.id in self._models]
         adapters = sorted((self._public(m) for m in infos if m.is_adapter and m.id not in self._models),
                           key=lambda m: m.id)
-        return [bases[0], *sorted(bases[1:], key=lambda m: m.id), *adapters]
+        images = [self._image_info(m) for m in self._images.values()]
+        return [bases[0], *sorted([*bases[1:], *images], key=lambda m: m.id), *adapters]
+
+    def _image_info(self, model: ImageModel) -> ModelInfo:
+        return ModelInfo(id=model.id, revision=model.revision, engine="diffusers", context_length=0, max_new_tokens=0,
+                         vocab_size=0, has_chat_template=False, source=str(model.directory))
+
+    def image_model(self, name: str) -> ImageModel:
+        """The image model ``name``; FailedPrecondition for a text model, NotFound for an unknown name."""
+        found = self._images.get(name.strip())
+        if found is not None:
+            return found
+        try:
+            self.route(name)
+            self.get_model(name)
+        except NotFound:
+            raise NotFound(f"no image model '{name}'; load one with LoadModel (a fine-tune diffusion artifact)",
+                           resource_type="model", resource_name=name) from None
+        raise FailedPrecondition(f"'{name}' is a text model: it writes text (completions, chat), not images",
+                                 reason="WRONG_MODEL_KIND", resource_type="model", resource_name=name)
 
     def cancel(self, request_id: str) -> bool:
         return any(inference.cancel(request_id) for inference in [self.default, *self._models.values()])
 
     def get_model(self, name: str) -> ModelInfo:
+        if name.strip() in self._images:
+            return self._image_info(self._images[name.strip()])
         inference, resolved = self.route(name)
         return self._public(inference.get_model(resolved))
 
@@ -115,7 +142,7 @@ class ModelRegistry:
         raise InvalidArgument.for_field("base_model", f"'{base_model}' is not served here; use '{self.default.base.id}'")
 
     def _check_free(self, name: str, field: str) -> None:
-        taken = name in self._models or name in self._aliases or name == self.default.base.id
+        taken = name in self._models or name in self._images or name in self._aliases or name == self.default.base.id
         if not taken:
             try:
                 self.default.resolve(name)
@@ -162,7 +189,7 @@ class ModelRegistry:
         if not model_id:
             raise InvalidArgument.for_field("model_id", "name the model, such as ft:<base>:<suffix>:<job>")
         self._check_free(model_id, "model_id")
-        if len(self._models) >= self._max_models:
+        if len(self._models) + len(self._images) >= self._max_models:
             raise ResourceExhausted(f"{self._max_models} models are loaded beside the default one; unload one first "
                                     "(GENAI_INFERENCE_MAX_LOADED_MODELS)")
         if artifact_id:
@@ -172,12 +199,21 @@ class ModelRegistry:
             location = (root / path).resolve()
             if not path or not location.is_relative_to(root) or not location.is_dir():
                 raise InvalidArgument.for_field("path", f"'{path}' is not a directory under {root}")
+        if is_image_model(location):
+            image = await asyncio.to_thread(ImageModel, model_id, location, threads=self.default.settings.threads)
+            with self._lock:
+                self._images[model_id] = image
+            return self._image_info(image)
         inference = await self._factory(model_id, location, self._base(base_model))
         with self._lock:
             self._models[model_id] = inference
         return inference.base
 
     async def unload_model(self, model_id: str) -> ModelInfo:
+        if model_id in self._images:
+            with self._lock:
+                image = self._images.pop(model_id)
+            return self._image_info(image)
         inference = self._models.get(model_id)
         if inference is None:
             if model_id == self.default.base.id:

@@ -137,7 +137,7 @@ def model_to_proto(info: ModelInfo) -> pb.Model:
     return pb.Model(
         id=info.id, kind=pb.Model.KIND_ADAPTER if info.is_adapter else pb.Model.KIND_BASE,
         base_model=info.base_model, revision=info.revision, engine=info.engine, context_length=info.context_length,
-        max_input_tokens=info.context_length - 1, max_new_tokens=info.max_new_tokens, vocab_size=info.vocab_size,
+        max_input_tokens=max(0, info.context_length - 1), max_new_tokens=info.max_new_tokens, vocab_size=info.vocab_size,
         has_chat_template=info.has_chat_template, quantization=info.quantization, source=info.source,
     )
 
@@ -395,6 +395,18 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             max_message_bytes=0, max_loaded_adapters=s.max_loaded_adapters, max_stop_sequences=s.max_stop_sequences,
             max_top_logprobs=s.max_top_logprobs, max_samples=s.max_samples, max_loaded_models=s.max_loaded_models,
         )
+
+    async def GenerateImages(self, request, context):
+        import asyncio
+
+        model = self._models.image_model(request.model)
+        made = await asyncio.to_thread(model.generate, request.prompt, n=request.n or 1, size=request.size,
+                                       steps=request.steps, seed=request.seed if request.HasField("seed") else None)
+        timings = usage_pb2.Timings()
+        timings.total_duration.FromNanoseconds(int(made.seconds * 1e9))
+        return pb.GenerateImagesResponse(
+            request_id=_rid(request), model=model.id, timings=timings,
+            images=[pb.GeneratedImage(png=png, label=label) for png, label in zip(made.images, made.labels, strict=True)])
 
 
 def service_spec(models: Deferred[ModelRegistry]) -> ServiceSpec:
