@@ -67,6 +67,19 @@ def test_corpus_to_tokenizer_to_pretrained_decoder_to_generation(suite):
     assert body["model"] == model and body["choices"][0]["text"].strip()
     assert body["usage"]["completion_tokens"] >= 1
 
+    # One request takes it to a production file: GGUF Q8_0, measured against fp32 on the play, served at once.
+    quantized = httpx.post(f"{base}/v1/finetune/jobs", json={
+        "base_model": "smollm2-135m-instruct", "method": "quantize", "training_dataset_id": file_id, "suffix": "q8",
+        "method_config": {"format": "gguf-q8_0", "source": model, "eval_tokens": 256}}, timeout=120)
+    assert quantized.status_code == 200, quantized.text
+    done = _wait_for(base, quantized.json()["id"], 300)
+    assert done["status"] == "succeeded", done
+    artifact = httpx.get(f"{base}/v1/finetune/artifacts/{done['fine_tuned_model']}").json()
+    assert artifact["format"] == "gguf-q8_0" and abs(artifact["metrics"]["perplexity_increase"]) < 0.05
+    served_q8 = httpx.post(f"{base}/v1/completions", json={"model": done["fine_tuned_model"], "prompt": "HAMLET.",
+                                                           "max_tokens": 4, "temperature": 0}, timeout=60)
+    assert served_q8.status_code == 200, served_q8.text
+
     # A model trained from scratch has no chat template: chat is refused with a message that says so.
     chat = httpx.post(f"{base}/v1/chat/completions", json={
         "model": model, "messages": [{"role": "user", "content": "Who is Hamlet?"}], "max_tokens": 4}, timeout=60)

@@ -95,7 +95,7 @@ def serve(settings: Settings) -> None:
         engine = ", ".join(f"{name} {version(name)}" for name in ("transformers", "peft", "trl", "torch"))
         info = ServiceInfo(engine, base_models.ids, runner.name, s.workers, s.max_dataset_bytes, s.max_dataset_records)
         planner = Planner(datasets, TokenizerServiceFiles(downstream, asyncio.get_running_loop()),
-                          data_dir=s.data_dir, memory_limit=_memory_limit(s))
+                          data_dir=s.data_dir, memory_limit=_memory_limit(s), artifacts=store.get_artifact)
         finetune.set(Finetune(datasets, Jobs(store, datasets, base_models, tokenizers, planner), artifacts, info,
                               s.poll_seconds))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 
 from genai_finetune import architectures, memory
 from genai_finetune.basemodels import BaseModel
@@ -28,11 +28,12 @@ from genai_finetune.labconfigs import (
     DistillConfig,
     EncoderDecoderPretrainConfig,
     EncoderPretrainConfig,
+    QuantizeConfig,
     RerankerConfig,
 )
 from genai_finetune.methods import Method
 from genai_finetune.ports import TokenizerSource
-from genai_finetune.types import Dataset, Hyperparameters
+from genai_finetune.types import Artifact, ArtifactKind, Dataset, Hyperparameters
 
 Resolve = Callable[[int], Hyperparameters]  # the job's hyperparameters for a number of training examples
 
@@ -56,8 +57,10 @@ class Planned:
 
 
 class Planner:
-    def __init__(self, datasets: Datasets, tokenizers: TokenizerSource, *, data_dir: Path, memory_limit: int) -> None:
+    def __init__(self, datasets: Datasets, tokenizers: TokenizerSource, *, data_dir: Path, memory_limit: int,
+                 artifacts: Callable[[str], Artifact | None] = lambda name: None) -> None:
         self._datasets = datasets
+        self._artifacts = artifacts  # an artifact by id or served name (what a quantization reads)
         self._tokenizers = tokenizers
         self._tokenizers_dir = data_dir / "tokenizers"
         self.memory_limit = memory_limit
@@ -251,7 +254,46 @@ def _diffusion(planner: Planner, inputs: Inputs) -> Planned:
         f"{len(records) - kept} held out for the quality classifier"])
 
 
+# Which artifacts a quantization can read: (kind, format) -> how the recipe loads it.
+QUANTIZABLE = {(ArtifactKind.ADAPTER, "peft-lora"): "adapter", (ArtifactKind.MODEL, "safetensors"): "model"}
+
+
+def _quantize(planner: Planner, inputs: Inputs) -> Planned:
+    from transformers import AutoTokenizer
+
+    from genai_finetune.recipes.blocks import token_stream
+
+    config = inputs.config
+    source = ""
+    if config.source:
+        artifact = planner._artifacts(config.source)
+        if artifact is None:
+            raise NotFound(f"method_config.source: no artifact or fine-tuned model '{config.source}'",
+                           resource_type="artifact", resource_name=config.source)
+        kind = QUANTIZABLE.get((artifact.kind, artifact.format))
+        if kind is None:
+            raise InvalidArgument.for_field("method_config.source", f"'{config.source}' is a {artifact.format} "
+                                            f"{artifact.kind.value}; a quantization reads a LoRA adapter or full weights")
+        if kind == "adapter" and artifact.base_model != inputs.base.id:
+            raise InvalidArgument.for_field("base_model", f"the adapter '{config.source}' was trained on "
+                                            f"'{artifact.base_model}'; name that base model")
+        config = replace(config, source_path=artifact.path, source_kind=kind)
+        source = f"{artifact.method} artifact {artifact.id} ({kind}, merged first)" if kind == "adapter" else             f"{artifact.method} artifact {artifact.id}"
+    else:
+        config = replace(config, source_path="", source_kind="")
+    tokenizer = AutoTokenizer.from_pretrained(config.source_path if config.source_kind == "model"
+                                              else str(inputs.base.directory))
+    tokens = len(token_stream(tokenizer, planner.texts(inputs.training), tokenizer.eos_token_id))
+    if tokens < 64:
+        raise InvalidArgument.for_field("training_file", f"the text has {tokens} tokens; the perplexities need at "
+                                        "least 64 (eval_tokens of them are used)")
+    return Planned(config, inputs.resolve(1), 1, [
+        f"Quantization of {source or inputs.base.id} to {config.format}, measured on "
+        f"{min(tokens, config.eval_tokens)} tokens of the dataset"])
+
+
 PLANS: dict[type, Callable[[Planner, Inputs], Planned]] = {
+    QuantizeConfig: _quantize,
     DiffusionConfig: _diffusion,
     RerankerConfig: _reranker,
     DecoderPretrainConfig: _pretrain,

@@ -12,6 +12,7 @@ knows it by. Artifacts of the fine-tune service are found by id under ``artifact
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -240,13 +241,28 @@ def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None)
         return Inference(scheduler, scheduler.tokenizer, settings)
 
     def _scheduler(model_id: str, location: Path, base: Inference):
-        from genai_inference.constraints import ConstraintCompiler
         from genai_inference.engines.prompt_learning_engine import PromptLearningEngine, prompt_learning_type
         from genai_inference.engines.seq2seq_engine import Seq2SeqBackend, is_encoder_decoder
         from genai_inference.engines.torch_engine import TorchEngine
         from genai_inference.models import resolve
-        from genai_inference.scheduler import Scheduler
 
+        quantized = quantized_format(location)
+        if quantized.startswith("gguf"):  # a GGUF artifact: dequantized into the cache once, on torch
+            from transformers import AutoTokenizer
+
+            source = resolve(model_id, str(location / "model.gguf"), settings.cache_dir)
+            engine = TorchEngine(source, threads=settings.threads)
+            tokenizer = AutoTokenizer.from_pretrained(str(location))
+            return _scheduler_for(engine, tokenizer)
+        if quantized.startswith("onnx"):  # quantized ONNX: the onnxruntime engine exports its KV graph once
+            from transformers import AutoTokenizer
+
+            from genai_inference.engines.onnx_engine import OnnxEngine
+
+            source = resolve(model_id, str(location), settings.cache_dir)
+            engine = OnnxEngine(source, settings.cache_dir, precision=quantized.removeprefix("onnx-"),
+                                threads=settings.threads)
+            return _scheduler_for(engine, AutoTokenizer.from_pretrained(str(location)))
         if is_encoder_decoder(location):  # text-to-text: generate() runs it, one request at a time
             source = resolve(model_id, str(location), settings.cache_dir)
             return Seq2SeqBackend(model_id, location, source.revision, threads=settings.threads)
@@ -267,8 +283,20 @@ def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None)
                 raise InvalidArgument.for_field("path", str(exc)) from exc
             engine = TorchEngine(source, threads=settings.threads)
             tokenizer = AutoTokenizer.from_pretrained(str(location))
+        return _scheduler_for(engine, tokenizer)
+
+    def _scheduler_for(engine, tokenizer):
+        from genai_inference.constraints import ConstraintCompiler
+        from genai_inference.scheduler import Scheduler
+
         compiler = ConstraintCompiler(tokenizer, engine.info.vocab_size, eos_token_ids=engine.eos_token_ids)
         return Scheduler(engine, tokenizer, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
                          compiler=compiler, metrics=metrics)
 
     return build
+
+
+def quantized_format(location: Path) -> str:
+    """The format of a fine-tune quantization artifact ("gguf-q4_1", "onnx-int8", ...); "" for other models."""
+    manifest = location / "genai_quantization.json"
+    return json.loads(manifest.read_text()).get("format", "") if manifest.is_file() else ""

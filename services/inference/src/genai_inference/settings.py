@@ -31,7 +31,7 @@ class InferenceSettings:
     cache_dir: Path = Path("var/cache")
     data_dir: Path = Path("var/inference")  # adapters to serve live under data_dir/adapters
     threads: int = 2
-    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README)
+    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README) | int4
     max_batch_size: int = 16
     max_queue: int = 64
     max_new_tokens: int = 512  # default and cap per request
@@ -52,8 +52,8 @@ class InferenceSettings:
         return self.data_dir / "adapters"
 
     def __post_init__(self) -> None:
-        if self.onnx_precision not in ("fp32", "int8"):
-            raise ValueError("onnx_precision must be fp32 or int8")
+        if self.onnx_precision not in ("fp32", "int8", "int4"):
+            raise ValueError("onnx_precision must be fp32, int8 or int4")
         if self.engine in (EngineName.TGI, EngineName.OPENAI) and not self.remote_url:
             raise ValueError(f"engine {self.engine.value} needs GENAI_INFERENCE_REMOTE_URL")
         if self.max_batch_size < 1 or self.max_queue < 1:
