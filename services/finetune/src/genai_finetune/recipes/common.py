@@ -8,6 +8,7 @@ which it skips the batches already seen), so a resumed job continues exactly whe
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -89,7 +90,10 @@ def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=T
                        **extra: Any) -> Any:
     """The Trainer's arguments from the job's resolved hyperparameters, for CPU."""
     h = context.hyperparameters
-    micro = max(1, (h.batch_size or 1) // (h.gradient_accumulation_steps or 1))
+    # batch_size counts the examples of one optimizer step over gradient accumulation and over the processes of a
+    # multi-process run (torchrun/accelerate set WORLD_SIZE), so a job means the same on one CPU or eight GPUs.
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * processes))
     return config_class(
         output_dir=str(context.checkpoints_dir),
         per_device_train_batch_size=micro,
