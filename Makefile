@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: procfile bench bench-train bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
+
+bench-train: setup $(BENCH_STAMP) ## The model builder's recipes: tokens/s vs plain Trainer, perplexities, reranker nDCG, diffusion quality.
+	$(PY) benchmarks/train_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache
