@@ -114,13 +114,11 @@ def plain_trainer(method: str, config: dict, text_path: Path, work: Path, steps:
                   save_steps: int, eval_steps: int) -> float:
     """The plain transformers script: same model, blocks and arguments as the recipe; returns tokens/s."""
     import torch
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
-
     from genai_finetune import architectures
     from genai_finetune.labconfigs import DecoderPretrainConfig, EncoderDecoderPretrainConfig, EncoderPretrainConfig
     from genai_finetune.recipes import pretrain
     from genai_finetune.recipes.blocks import split
+    from transformers import Trainer, TrainingArguments
 
     cls = {"pretrain_decoder": DecoderPretrainConfig, "pretrain_encoder": EncoderPretrainConfig,
            "pretrain_encoder_decoder": EncoderDecoderPretrainConfig}[method]
