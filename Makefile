@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: procfile bench bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: procfile bench bench-embedding bench-finetune bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
+
+bench-finetune: setup ## Our LoRA and DPO jobs (service, worker) vs a plain PEFT loop and a plain TRL script: s/step, tokens/s, peak RSS.
+	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache
