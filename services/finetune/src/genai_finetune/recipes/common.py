@@ -8,6 +8,7 @@ which it skips the batches already seen), so a resumed job continues exactly whe
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -37,7 +38,7 @@ class JobCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.perf_counter()
         self._mark = self._started = (now, state.global_step)
-        if state.global_step:
+        if state.global_step and state.is_world_process_zero:
             self.reporter.message(Level.INFO, f"Resumed from the checkpoint at step {state.global_step}")
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -51,6 +52,8 @@ class JobCallback(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:  # under torchrun/accelerate, one process reports
+            return
         logs = logs or {}
         if "eval_loss" in logs:
             self.last = replace(self.last, eval_loss=float(logs["eval_loss"]))
@@ -79,14 +82,17 @@ class JobCallback(TrainerCallback):
                                          f"training loss={self.last.train_loss:.4f}")
 
     def on_save(self, args, state, control, **kwargs):
-        self.reporter.checkpoint(state.global_step, self.last)
+        if state.is_world_process_zero:
+            self.reporter.checkpoint(state.global_step, self.last)
 
 
 def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=TrainingArguments,
                        **extra: Any) -> Any:
     """The Trainer's arguments from the job's resolved hyperparameters, for CPU."""
     h = context.hyperparameters
-    micro = max(1, (h.batch_size or 1) // (h.gradient_accumulation_steps or 1))
+    # batch_size counts the examples of one optimizer step over every process (torchrun/accelerate set WORLD_SIZE)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * world))
     return config_class(
         output_dir=str(context.checkpoints_dir),
         per_device_train_batch_size=micro,
@@ -141,3 +147,13 @@ def final_metrics(callback: JobCallback, trainer) -> dict[str, Any]:
     if history:
         out["train_runtime_s"] = history[-1]["train_runtime"]
     return out
+
+
+def save(trainer, tokenizer, output, model=None) -> None:
+    """The result, written by the main process only (under torchrun every process runs the recipe)."""
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        output.mkdir(parents=True, exist_ok=True)
+        (model or trainer.model).save_pretrained(str(output))
+        tokenizer.save_pretrained(str(output))
+    trainer.accelerator.wait_for_everyone()

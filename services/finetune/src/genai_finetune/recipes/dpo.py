@@ -14,7 +14,7 @@ from trl import DPOConfig, DPOTrainer
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.methods import DpoConfig, method
-from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, save, training_arguments
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import Outcome
 
@@ -51,9 +51,7 @@ def train(context: RecipeContext) -> Outcome | None:
     if callback.stopped is not None:
         return None
     output = context.output_dir
-    output.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+    save(trainer, tokenizer, output, trainer.accelerator.unwrap_model(trainer.model))
     metrics = final_metrics(callback, trainer)
     metrics.update({k: v for k, v in callback.last.extra.items() if k.startswith("rewards/")})
     return Outcome(chosen_method.kind, chosen_method.serving, chosen_method.artifact_format, str(output), metrics,

@@ -20,7 +20,7 @@ from trl import RewardConfig, RewardTrainer
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.methods import RewardModelConfig, method
-from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, save, training_arguments
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import Outcome
 
@@ -59,10 +59,7 @@ def train(context: RecipeContext) -> Outcome | None:
     if callback.stopped is not None:
         return None
     output = context.output_dir
-    output.mkdir(parents=True, exist_ok=True)
-    merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+    save(trainer, tokenizer, output, trainer.accelerator.unwrap_model(trainer.model).merge_and_unload())
     metrics = final_metrics(callback, trainer)
     metrics.update({k: v for k, v in callback.last.extra.items() if k in ("accuracy", "margin")})
     return Outcome(chosen_method.kind, chosen_method.serving, chosen_method.artifact_format, str(output), metrics,

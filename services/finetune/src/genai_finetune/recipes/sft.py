@@ -20,7 +20,7 @@ from genai_finetune.methods import (
     PromptTuningConfig,
     method,
 )
-from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, save, training_arguments
 from genai_finetune.tokenization import Encoded, Tokenizers, encode
 from genai_finetune.types import DatasetFormat, Level, Outcome
 
@@ -102,9 +102,7 @@ def train(context: RecipeContext) -> Outcome | None:
     if callback.stopped is not None:
         return None
     output = context.output_dir
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
+    save(trainer, tokenizer, output, trainer.accelerator.unwrap_model(trainer.model))
     metrics = final_metrics(callback, trainer)
     return Outcome(chosen.kind, chosen.serving, chosen.artifact_format, str(output), metrics,
                    metrics["trained_tokens"] or tokens * (context.hyperparameters.n_epochs or 1))
