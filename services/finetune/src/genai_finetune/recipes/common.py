@@ -14,10 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from genai_finetune.execution import RecipeContext
-from genai_finetune.types import JobState, Level, Metrics
+from genai_finetune.methods import method
+from genai_finetune.types import JobState, Level, Metrics, Outcome
 
 # Trainer log keys reported as named metrics; anything numeric that is not listed goes to Metrics.extra.
 _CORE = {"loss", "learning_rate", "epoch", "eval_loss", "total_flos", "train_runtime"}
@@ -136,6 +138,37 @@ def quiet(trainer) -> Any:
     """Without the callback that prints every log dict to stdout: the job's events carry them."""
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def callback(context: RecipeContext, tokens_per_epoch: int, examples: int) -> JobCallback:
+    """The job's callback; it turns steps into tokens with the epoch's token count over its steps."""
+    steps_per_epoch = max(1, -(-examples // (context.hyperparameters.batch_size or 1)))
+    return JobCallback(context.reporter, tokens_per_step=tokens_per_epoch / steps_per_epoch)
+
+
+def preference_dataset(records: list[dict]) -> Dataset:
+    """Preference records as TRL's conversational prompt/chosen/rejected rows (TRL applies the chat template)."""
+    return Dataset.from_list([
+        {"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
+         "rejected": [{"role": "assistant", "content": r["rejected"]}]}
+        for r in records
+    ])
+
+
+def train_and_save(context: RecipeContext, trainer, job: JobCallback, tokenizer, *, merge: bool = False,
+                   keep: tuple[str, ...] = ()) -> Outcome | None:
+    """Train (from the last complete checkpoint, if any), save the result and describe it; None when the job
+    was paused or cancelled on the way. ``keep`` names trainer metrics (prefixes) the artifact records."""
+    trainer.train(resume_from_checkpoint=context.last_checkpoint())
+    if job.stopped is not None:
+        return None
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    save(trainer, tokenizer, context.output_dir, model.merge_and_unload() if merge else model)
+    metrics = final_metrics(job, trainer)
+    metrics.update({k: v for k, v in job.last.extra.items() if k.startswith(keep) and keep})
+    chosen = method(context.spec.method)
+    return Outcome(chosen.kind, chosen.serving, chosen.artifact_format, str(context.output_dir), metrics,
+                   metrics["trained_tokens"])
 
 
 def final_metrics(callback: JobCallback, trainer) -> dict[str, Any]:
