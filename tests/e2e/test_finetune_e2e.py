@@ -133,6 +133,21 @@ def test_lora_teaches_facts_and_survives_a_killed_worker(suite, client):
         _answer(client, name, "Hi")
 
 
+def test_a_prefix_tuning_job_is_served_as_a_model_of_its_own(client):
+    records = [chat(q, answer) for questions, answer in FACTS.values() for q in questions]
+    training_file = client.files.create(file=("nimbus.jsonl", jsonl(records)), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model=BASE, training_file=training_file.id, suffix="prefix", seed=3,
+                                         method={"type": "prefix_tuning", "prefix_tuning": {"hyperparameters": {
+                                             "n_epochs": 1, "num_virtual_tokens": 8}}})
+    done = _wait_for(client, job.id, 600)
+    assert done.status == "succeeded", done.error
+    card = {m.id: m for m in client.models.list().data}[done.fine_tuned_model]
+    assert card.model_extra["parent"] == BASE  # served beside the base model, by a scheduler of its own
+    question = "Who is the mascot of the Nimbus platform?"
+    assert _answer(client, done.fine_tuned_model, question) != _answer(client, BASE, question)  # the prefix applies
+    assert client.models.delete(done.fine_tuned_model).deleted
+
+
 def _reply_logprob(http: httpx.Client, model: str, question: str, reply: str) -> float:
     """log p(reply | question) under ``model``: the prompt logprobs of the rendered conversation (echo)."""
     prompt = http.post("/v1/chat/template", json={"messages": [{"role": "user", "content": question}],

@@ -24,9 +24,9 @@ COMMAND = [sys.executable, "-m", "genai_finetune"]
 
 
 def _request(dataset_id: str) -> JobRequest:
-    # 48 steps of 2 examples, a checkpoint every 6: long enough to kill the worker in the middle.
+    # 32 steps of 2 examples, a checkpoint every 6: long enough to kill the worker in the middle.
     return JobRequest(base_model="tiny", training_dataset_id=dataset_id, method_config={"rank": 4}, seed=11,
-                      hyperparameters=Hyperparameters(n_epochs=12, batch_size=2, checkpoint_steps=6))
+                      hyperparameters=Hyperparameters(n_epochs=8, batch_size=2, checkpoint_steps=6))
 
 
 def _adapter(store, job_id: str, data_dir) -> dict[str, torch.Tensor]:
@@ -64,7 +64,7 @@ async def test_sigkill_mid_job_resumes_from_the_last_checkpoint(jobs, upload, st
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 12
     assert store.get_job(job.id).attempts == 2
     steps = [e.metrics.step for e in store.events_after(job.id, 0) if e.metrics]
-    assert steps[-1] == 48 and sorted(set(steps)) == list(range(1, 49))  # every step done, some of them twice
+    assert steps[-1] == 32 and sorted(set(steps)) == list(range(1, 33))  # every step done, some of them twice
     got = _adapter(store, job.id, data_dir)
     assert got.keys() == expected.keys()
     for name, tensor in expected.items():
