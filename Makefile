@@ -60,8 +60,10 @@ proto-baseline: $(SETUP_STAMP) ## Accept the current contracts as the new breaki
 deploy-check: $(SETUP_STAMP) ## Validate Dockerfile, Compose and Kubernetes manifests.
 	VENV=$(VENV) bash deploy/validate.sh
 
-lint: $(SETUP_STAMP) proto-lint proto-breaking ## ruff + buf lint + buf breaking.
+lint: $(SETUP_STAMP) $(PROTO_STAMP) proto-lint proto-breaking ## ruff + import contracts (docs/architecture.md) + buf lint + buf breaking.
 	$(VENV)/bin/ruff check libs services gateway tests scripts
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/import_graph.py > /dev/null || $(PY) scripts/import_graph.py
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-fund --no-audit --loglevel=error

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
+from genai_inference.generation import Inference
 from genai_inference.metrics import InferenceMetrics
-from genai_inference.service import Inference
-from genai_inference.settings import InferenceSettings
+from genai_inference.settings import EngineName, InferenceSettings
 from genai_inference.types import ModelInfo
 
 # Builds the Inference of a loaded model: (model id, its directory, the Inference of the base it runs on).
@@ -195,40 +195,30 @@ class ModelRegistry:
 
 
 def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None) -> ModelFactory:
-    """Loaded models run on torch, each behind a scheduler of its own (as ``engines`` builds the default one):
+    """Loaded models run on torch, each behind a scheduler of its own (``backends``, as the default model):
     a model directory as it is, a prompt/prefix-tuning adapter on the default model's weights."""
 
     async def build(model_id: str, location: Path, base: Inference) -> Inference:
-        scheduler = await asyncio.to_thread(_scheduler, model_id, location, base)
-        await scheduler.start()
-        return Inference(scheduler, scheduler.tokenizer, settings)
+        built = await asyncio.to_thread(_built, model_id, location, base)
+        await built.backend.start()
+        return Inference(built.backend, built.tokenizer, settings)
 
-    def _scheduler(model_id: str, location: Path, base: Inference):
-        from genai_inference.constraints import ConstraintCompiler
+    def _built(model_id: str, location: Path, base: Inference):
+        from genai_inference import backends
         from genai_inference.engines.prompt_learning_engine import PromptLearningEngine, prompt_learning_type
-        from genai_inference.engines.torch_engine import TorchEngine
-        from genai_inference.models import resolve
-        from genai_inference.scheduler import Scheduler
 
+        torch_settings = replace(settings, engine=EngineName.TORCH)
         if prompt_learning_type(location):
             if base.base.id != settings.model:
                 raise InvalidArgument.for_field("base_model", f"prompt and prefix tuning run on '{settings.model}'")
-            source = resolve(settings.model, settings.model_path, settings.cache_dir)
-            engine = PromptLearningEngine(source, location, model_id, threads=settings.threads)
-            tokenizer = base.tokenizer
-        elif (location / "adapter_config.json").exists():
+            return backends.build_scheduled(
+                lambda source, s: PromptLearningEngine(source, location, model_id, threads=s.threads),
+                torch_settings, metrics)
+        if (location / "adapter_config.json").exists():
             raise InvalidArgument.for_field("path", "a LoRA adapter shares its base model's batches: use LoadAdapter")
-        else:
-            from transformers import AutoTokenizer
-
-            try:
-                source = resolve(model_id, str(location), settings.cache_dir)
-            except ValueError as exc:
-                raise InvalidArgument.for_field("path", str(exc)) from exc
-            engine = TorchEngine(source, threads=settings.threads)
-            tokenizer = AutoTokenizer.from_pretrained(str(location))
-        compiler = ConstraintCompiler(tokenizer, engine.info.vocab_size, eos_token_ids=engine.eos_token_ids)
-        return Scheduler(engine, tokenizer, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
-                         compiler=compiler, metrics=metrics)
+        if not (location / "config.json").exists():
+            raise InvalidArgument.for_field("path", f"'{location.name}' holds neither a model (config.json) nor "
+                                                    "a prompt/prefix-tuning adapter")
+        return backends.build(replace(torch_settings, model=model_id, model_path=str(location)), metrics)
 
     return build
