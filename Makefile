@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: procfile bench bench-train bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: procfile bench bench-train bench-embedding bench-finetune bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,8 +67,10 @@ proto-baseline: $(SETUP_STAMP) ## Accept the current contracts as the new breaki
 deploy-check: $(SETUP_STAMP) ## Validate Dockerfile, Compose and Kubernetes manifests.
 	VENV=$(VENV) bash deploy/validate.sh
 
-lint: $(SETUP_STAMP) proto-lint proto-breaking ## ruff + buf lint + buf breaking.
+lint: $(SETUP_STAMP) $(PROTO_STAMP) proto-lint proto-breaking ## ruff + import contracts (docs/architecture.md) + buf lint + buf breaking.
 	$(VENV)/bin/ruff check libs services gateway tests scripts
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/import_graph.py > /dev/null || $(PY) scripts/import_graph.py
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-fund --no-audit --loglevel=error
@@ -107,6 +109,9 @@ bench-embedding: setup $(BENCH_STAMP) ## Embedding texts/s over gRPC (fp32, int8
 
 bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 / Recall@100 per mode vs in-process references, p50, chunks/s, RSS, disk.
 	$(PY) benchmarks/retrieval_bench.py $(BENCH_ARGS)
+
+bench-finetune: setup ## Our LoRA and DPO jobs (service, worker) vs a plain PEFT loop and a plain TRL script: s/step, tokens/s, peak RSS.
+	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
 
 bench-train: setup $(BENCH_STAMP) ## The model builder's recipes: tokens/s vs plain Trainer, perplexities, reranker nDCG, diffusion quality.
 	$(PY) benchmarks/train_bench.py $(BENCH_ARGS)

@@ -179,13 +179,23 @@ class FakeInference(pb_grpc.InferenceServiceServicer):
     @staticmethod
     def _generate_prompt(request: Any) -> str:
         if request.WhichOneof("prompt") == "token_ids":
-            return "".join(f" t{i}" for i in request.token_ids.ids)  # one fake token per id
-        return request.text
+            prompt = "".join(f" t{i}" for i in request.token_ids.ids)  # one fake token per id
+        else:
+            prompt = request.text
+        if not prompt:  # the real service's rules (genai_inference.generation / .chat), same fields
+            raise InvalidArgument.for_field("prompt", "the prompt is empty; send text or token ids")
+        return prompt
 
     @staticmethod
     def _chat_prompt(request: Any) -> str:
         if not request.messages:
             raise InvalidArgument.for_field("messages", "send at least one message")
+        names = [t.name for t in request.tools]
+        choice = request.tool_choice.WhichOneof("choice")
+        if not names and choice == "mode" and request.tool_choice.mode == pb.TOOL_CHOICE_MODE_REQUIRED:
+            raise InvalidArgument.for_field("tool_choice", "tool_choice 'required' needs at least one tool")
+        if choice == "function_name" and request.tool_choice.function_name not in names:
+            raise InvalidArgument.for_field("tool_choice.function_name", "not one of the tools")
         return "\n".join(f"{m.role}: {m.content}" for m in request.messages)
 
     @staticmethod

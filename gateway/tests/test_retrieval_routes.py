@@ -32,13 +32,15 @@ Berlin is the capital of Germany. The Brandenburg Gate is in Berlin.
 @pytest.fixture(scope="module")
 async def retrieval_target(tokenizer_port, inference_target, tmp_path_factory) -> AsyncIterator[str]:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from genai_core.downstream import Downstream
+    from genai_core.settings import DownstreamSettings
     from genai_embedding.embedder import Embedder
     from genai_embedding.servicer import service_spec as embedding_spec
     from genai_embedding.settings import EmbeddingSettings
-    from genai_retrieval.downstream import Downstream
-    from genai_retrieval.servicer import Retrieval
+    from genai_retrieval.clients import ChatClient, EmbeddingClient, PackingClient
+    from genai_retrieval.pipelines import Pipelines
     from genai_retrieval.servicer import service_spec as retrieval_spec
-    from genai_retrieval.settings import RetrievalSettings
+    from genai_retrieval.settings import PREFIX, RetrievalSettings
     from genai_retrieval.store import open_store
 
     cache = Path(os.environ.get("GENAI_TEST_CACHE_DIR") or REPO / "var" / "cache")
@@ -50,13 +52,17 @@ async def retrieval_target(tokenizer_port, inference_target, tmp_path_factory) -
         data = tmp_path_factory.mktemp("retrieval")
         settings = RetrievalSettings(data_dir=data, chunk_size_tokens=64, chunk_overlap_tokens=8,
                                      answer_model="fake-model")
-        downstream = Downstream(f"127.0.0.1:{emb_server.port}", inference_target, f"127.0.0.1:{tokenizer_port}")
-        retrieval = Retrieval(settings, open_store(data), downstream)
+        downstream = Downstream(DownstreamSettings({
+            "embedding": f"127.0.0.1:{emb_server.port}", "inference": inference_target,
+            "tokenizer": f"127.0.0.1:{tokenizer_port}"}), caller_prefix=PREFIX)
+        store = open_store(data)
         r = Deferred("retrieval")
-        r.set(retrieval)
+        r.set(Pipelines.build(settings, store, EmbeddingClient(downstream), ChatClient(downstream),
+                              PackingClient(downstream)))
         async with running_server([retrieval_spec(r)]) as (server, _):
             yield f"127.0.0.1:{server.port}"
-        await retrieval.close()
+        store.close()
+        await downstream.close()
     await embedder.close()
 
 

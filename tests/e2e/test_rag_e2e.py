@@ -11,7 +11,8 @@ import json
 
 import httpx
 import pytest
-from genai_retrieval.testing import make_pdf
+
+from tests.support.pdf import make_pdf
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +152,10 @@ def test_collection_survives_a_restart(handbook):
     best = _search(handbook, "Danube river", top_k=3)
     documents = sorted(d["document_id"] for d in _get(handbook, "/v1/collections/handbook/documents").json()["data"])
 
+    offset = handbook.retrieval_log.stat().st_size
     handbook.restart_retrieval()
+    # SIGTERM ran the service's close step after the drain: the embedded store was closed, not dropped.
+    assert b"closed the vector store" in handbook.retrieval_log.read_bytes()[offset:]
 
     after = _get(handbook, "/v1/collections/handbook")
     assert after.status_code == 200, after.text

@@ -5,7 +5,6 @@ paused mid-run stops after a checkpoint and resumes as a new submission."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from genai_finetune.jobs import JobRequest
 from genai_finetune.ray_runner import RayRunner
-from genai_finetune.testing import FACTS
+from genai_finetune.testing import FACTS, wait_until
 from genai_finetune.types import Hyperparameters, JobState
 
 from tests.support.processes import free_port
@@ -72,16 +71,6 @@ def ray_address():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-async def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(predicate)
-        if value:
-            return value
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _trained(store, job_id: str) -> bool:
     return any(j.id == job_id for j, _ in store.trained())
 
@@ -95,15 +84,15 @@ async def test_a_job_runs_on_ray_and_resumes_after_a_pause(ray_address, jobs, up
                                  hyperparameters=Hyperparameters(n_epochs=10, batch_size=2, checkpoint_steps=5)))
     await runner.start()
     try:
-        await _wait(lambda: store.get_job(job.id).progress.step >= 3, 180, "the Ray job to train")
+        await wait_until(lambda: store.get_job(job.id).progress.step >= 3, 180, "the Ray job to train")
         holder = store.holder(job.id)
         assert holder.startswith("ray:genai-finetune-")
         jobs.pause(job.id)
-        await _wait(lambda: not store.holder(job.id), 120, "the Ray job to checkpoint and stop")
+        await wait_until(lambda: not store.holder(job.id), 120, "the Ray job to checkpoint and stop")
         paused_at = store.get_job(job.id).progress.step
         assert store.get_job(job.id).state is JobState.PAUSED
         jobs.resume(job.id)
-        await _wait(lambda: _trained(store, job.id), 240, "the resumed Ray job to finish")
+        await wait_until(lambda: _trained(store, job.id), 240, "the resumed Ray job to finish")
     finally:
         await runner.stop()
     messages = [e.message for e in store.events_after(job.id, 0)]

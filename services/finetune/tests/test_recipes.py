@@ -24,6 +24,7 @@ class Reporter:
 
     def __init__(self, stop_after: int | None = None, stop_as: JobState = JobState.PAUSED) -> None:
         self.seen: list = []
+        self.texts: list[str] = []
         self.messages: list[str] = []
         self.checkpoints: list[int] = []
         self._stop_after, self._stop_as, self._steps = stop_after, stop_as, 0
@@ -33,6 +34,7 @@ class Reporter:
 
     def metrics(self, metrics, text):
         self.seen.append(metrics)
+        self.texts.append(text)
 
     def checkpoint(self, step, metrics):
         self.checkpoints.append(step)
@@ -43,16 +45,20 @@ class Reporter:
 
 
 def spec(tmp_path: Path, tiny_dir: Path, method: str, records: list[dict], config: dict | None = None,
-         **hyper) -> execution.RunSpec:
+         validation: list[dict] | None = None, **hyper) -> execution.RunSpec:
     path = tmp_path / "train.jsonl"
     path.write_bytes(jsonl(records))
+    held_out = tmp_path / "validation.jsonl"
+    if validation:
+        held_out.write_bytes(jsonl(validation))
     fmt, parsed = parse(path.read_bytes(), path.name)
     chosen = METHODS[method]
     h = resolve(Hyperparameters(**hyper), chosen, examples=len(parsed), context_length=512)
     return execution.RunSpec(
         job_id="ftjob-test", method=method, config=config or {}, hyperparameters=asdict(h), seed=3, base_model="tiny",
         base_model_dir=str(tiny_dir), base_model_revision="r", context_length=512, training_path=str(path),
-        training_filename=path.name, training_format=fmt.value, validation_path="", validation_filename="",
+        training_filename=path.name, training_format=fmt.value, validation_path=str(held_out) if validation else "",
+        validation_filename=held_out.name if validation else "",
         work_dir=str(tmp_path / "work"), threads=2, served_name="ft:tiny:t:ftjob-test")
 
 
@@ -125,3 +131,12 @@ def test_cancel_stops_without_saving(tmp_path, tiny_dir):
     run = spec(tmp_path, tiny_dir, "lora", FACTS, {"rank": 4}, n_epochs=3, checkpoint_steps=100)
     assert execution.run(run, reporter) is None
     assert reporter.checkpoints == [] and len(reporter.seen) == 2
+
+
+def test_a_validation_file_reports_eval_loss(tmp_path, tiny_dir):
+    reporter = Reporter()
+    outcome = execution.run(spec(tmp_path, tiny_dir, "lora", FACTS[:6], {"rank": 4}, validation=FACTS[6:],
+                                 n_epochs=2, eval_steps=2, learning_rate_multiplier=3.0), reporter)
+    evaluated = [m for m, text in zip(reporter.seen, reporter.texts, strict=True) if "validation loss" in text]
+    assert evaluated and outcome.metrics["eval_loss"] == evaluated[-1].eval_loss
+    assert [m.step for m in evaluated] == [2, 4] and evaluated[1].eval_loss < evaluated[0].eval_loss

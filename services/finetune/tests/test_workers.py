@@ -8,13 +8,12 @@ import asyncio
 import os
 import signal
 import sys
-import time
 
 import pytest
 import torch
 from genai_finetune.jobs import JobRequest
 from genai_finetune.runners import LocalRunner
-from genai_finetune.testing import FACTS, process_env
+from genai_finetune.testing import FACTS, process_env, wait_until
 from genai_finetune.types import Hyperparameters, JobState
 from genai_finetune.worker import Worker
 from safetensors.torch import load_file
@@ -25,19 +24,9 @@ COMMAND = [sys.executable, "-m", "genai_finetune"]
 
 
 def _request(dataset_id: str) -> JobRequest:
-    # 48 steps of 2 examples, a checkpoint every 6: long enough to kill the worker in the middle.
+    # 32 steps of 2 examples, a checkpoint every 6: long enough to kill the worker in the middle.
     return JobRequest(base_model="tiny", training_dataset_id=dataset_id, method_config={"rank": 4}, seed=11,
-                      hyperparameters=Hyperparameters(n_epochs=12, batch_size=2, checkpoint_steps=6))
-
-
-async def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await asyncio.to_thread(predicate)
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+                      hyperparameters=Hyperparameters(n_epochs=8, batch_size=2, checkpoint_steps=6))
 
 
 def _adapter(store, job_id: str, data_dir) -> dict[str, torch.Tensor]:
@@ -60,11 +49,11 @@ async def test_sigkill_mid_job_resumes_from_the_last_checkpoint(jobs, upload, st
     runner = LocalRunner(store, 1, COMMAND, process_env(data_dir, cache_dir, f"tiny={tiny_dir}"), restart_delay=0.2)
     await runner.start()
     try:
-        await _wait(lambda: any(c.step >= 12 for c in store.list_checkpoints(job.id, None, 50).items), 120,
+        await wait_until(lambda: any(c.step >= 12 for c in store.list_checkpoints(job.id, None, 50).items), 120,
                     "a checkpoint at step 12")
         victim = runner.pids[0]
         os.kill(victim, signal.SIGKILL)
-        await _wait(lambda: _trained(store, job.id), 180,
+        await wait_until(lambda: _trained(store, job.id), 180,
                     "the resumed job to finish training")
     finally:
         await runner.stop()
@@ -75,7 +64,7 @@ async def test_sigkill_mid_job_resumes_from_the_last_checkpoint(jobs, upload, st
     assert resumed and int(resumed[0].rsplit(" ", 1)[1]) >= 12
     assert store.get_job(job.id).attempts == 2
     steps = [e.metrics.step for e in store.events_after(job.id, 0) if e.metrics]
-    assert steps[-1] == 48 and sorted(set(steps)) == list(range(1, 49))  # every step done, some of them twice
+    assert steps[-1] == 32 and sorted(set(steps)) == list(range(1, 33))  # every step done, some of them twice
     got = _adapter(store, job.id, data_dir)
     assert got.keys() == expected.keys()
     for name, tensor in expected.items():
@@ -92,7 +81,7 @@ async def test_sigterm_checkpoints_and_the_next_worker_resumes(jobs, upload, sto
     runner = LocalRunner(store, 1, COMMAND, env, restart_delay=0.2)
     await runner.start()
     try:
-        await _wait(lambda: store.get_job(job.id).progress.step >= 3, 120, "training to start")
+        await wait_until(lambda: store.get_job(job.id).progress.step >= 3, 120, "training to start")
     finally:
         await runner.stop()  # SIGTERM: save at the end of the step, let go
     stopped = store.get_job(job.id)
@@ -102,7 +91,7 @@ async def test_sigterm_checkpoints_and_the_next_worker_resumes(jobs, upload, sto
     again = LocalRunner(store, 1, COMMAND, env, restart_delay=0.2)
     await again.start()
     try:
-        await _wait(lambda: _trained(store, job.id), 180, "the job to finish after the restart")
+        await wait_until(lambda: _trained(store, job.id), 180, "the job to finish after the restart")
     finally:
         await again.stop()
     messages = [e.message for e in store.events_after(job.id, 0)]
@@ -115,18 +104,18 @@ async def test_pause_and_cancel_reach_a_running_worker(jobs, upload, store, data
     runner = LocalRunner(store, 1, COMMAND, process_env(data_dir, cache_dir, f"tiny={tiny_dir}"), restart_delay=0.2)
     await runner.start()
     try:
-        await _wait(lambda: store.get_job(paused.id).progress.step >= 2, 120, "training to start")
+        await wait_until(lambda: store.get_job(paused.id).progress.step >= 2, 120, "training to start")
         assert jobs.pause(paused.id).state is JobState.PAUSED
-        await _wait(lambda: not store.holder(paused.id), 60, "the worker to save and let go")
+        await wait_until(lambda: not store.holder(paused.id), 60, "the worker to save and let go")
         step = store.get_job(paused.id).progress.step
         assert max(c.step for c in store.list_checkpoints(paused.id, None, 50).items) == step
         cancelled = jobs.create(_request(dataset.id))  # the free worker takes the next job
-        await _wait(lambda: store.get_job(cancelled.id).progress.step >= 2, 120, "the second job to start")
+        await wait_until(lambda: store.get_job(cancelled.id).progress.step >= 2, 120, "the second job to start")
         assert jobs.cancel(cancelled.id).state is JobState.CANCELLED
-        await _wait(lambda: not store.holder(cancelled.id), 60, "the worker to stop the cancelled job")
+        await wait_until(lambda: not store.holder(cancelled.id), 60, "the worker to stop the cancelled job")
         assert not (data_dir / "jobs" / cancelled.id).exists()  # its checkpoints are gone
         jobs.resume(paused.id)
-        await _wait(lambda: _trained(store, paused.id), 180, "the resumed job to finish")
+        await wait_until(lambda: _trained(store, paused.id), 180, "the resumed job to finish")
     finally:
         await runner.stop()
     messages = [e.message for e in store.events_after(paused.id, 0)]

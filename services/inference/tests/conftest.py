@@ -152,7 +152,7 @@ async def scheduler(engine, tokenizer, compiler, settings):
 
 @pytest.fixture(scope="session")
 async def inference(scheduler, tokenizer, settings):
-    from genai_inference.service import Inference
+    from genai_inference.generation import Inference
 
     return Inference(scheduler, tokenizer, settings)
 

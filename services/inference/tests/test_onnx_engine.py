@@ -17,7 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import torch  # noqa: E402
 from genai_core.errors import FailedPrecondition  # noqa: E402
-from genai_inference.engines import onnx_export  # noqa: E402
+from genai_inference import onnx_export  # noqa: E402
 from genai_inference.engines.onnx_engine import PREFILL_CHUNK, OnnxEngine  # noqa: E402
 from genai_inference.kv import empty_batch  # noqa: E402
 from genai_inference.models import DEFAULT_MODEL, ModelSource, resolve  # noqa: E402

@@ -5,6 +5,8 @@ the local result, because the peer runs the same model."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 from genai_core.deferred import Deferred
@@ -14,8 +16,8 @@ from genai_gateway.settings import GatewaySettings
 from genai_gateway.testing import serve_gateway
 from genai_inference.engines.openai_engine import OpenAIBackend
 from genai_inference.engines.tgi_engine import TgiBackend
+from genai_inference.generation import Inference
 from genai_inference.registry import ModelRegistry
-from genai_inference.service import Inference
 from genai_inference.servicer import service_spec
 from genai_inference.types import Constraint, ConstraintKind, FinishReason, Sampling
 
@@ -27,9 +29,7 @@ async def gateway_url(inference):
     deferred: Deferred = Deferred("inference engine")
     deferred.set(ModelRegistry.around(inference))
     async with running_server([service_spec(deferred)]) as (server, _channel):
-        settings = GatewaySettings(
-            inference_target=f"127.0.0.1:{server.port}", tokenizer_target="", request_timeout=120
-        )
+        settings = GatewaySettings(targets={"inference": f"127.0.0.1:{server.port}"}, request_timeout=120)
         async with serve_gateway(settings) as url:
             yield url
 
@@ -109,3 +109,15 @@ async def test_remote_unsupported_constraint_is_a_clear_error(remotes, chat_text
     )
     with pytest.raises(FailedPrecondition):
         await inference.collect(request)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["genai_inference.engines.tgi_engine", "genai_inference.engines.openai_engine", "genai_inference.engines.base",
+     "genai_inference.backends"],
+)
+def test_importing_a_remote_engine_does_not_load_torch(module):
+    """A TGI/OpenAI deployment needs no torch: importing its engine (and the registry) must not load it."""
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

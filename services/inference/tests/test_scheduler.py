@@ -9,8 +9,8 @@ import time
 
 import pytest
 from genai_core.errors import ResourceExhausted
+from genai_inference.generation import Inference
 from genai_inference.scheduler import Scheduler
-from genai_inference.service import Inference
 from genai_inference.types import DoneEvent, FinishEvent, FinishReason, Sampling, TokenEvent
 
 FRANCE = "What is the capital of France?"

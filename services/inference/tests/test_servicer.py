@@ -499,6 +499,14 @@ async def test_invalid_json_schema_over_grpc(stub):
             {"messages": [pb.ChatMessage(role="user", content="hi")], "tools": [pb.Tool(description="nameless")]},
             "tools[0].name",
         ),
+        (
+            {
+                "messages": [pb.ChatMessage(role="user", content="hi")],
+                "tools": [pb.Tool(name="get_weather")],
+                "tool_choice": pb.ToolChoice(function_name="nope"),
+            },
+            "tool_choice.function_name",
+        ),
     ],
 )
 @pytest.mark.parametrize("method", ["Chat", "ChatStream"])

@@ -75,9 +75,9 @@ async def tokenizer_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
 @pytest.fixture(scope="session")
 async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     import torch
-    from genai_inference import engines
+    from genai_inference import backends
+    from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
-    from genai_inference.service import Inference
     from genai_inference.servicer import service_spec
     from genai_inference.settings import InferenceSettings
 
@@ -85,7 +85,7 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     settings = InferenceSettings(cache_dir=cache_dir, data_dir=tmp_path_factory.mktemp("inf"), max_batch_size=4,
                                  max_new_tokens=32)
     try:
-        built = engines.build(settings, InferenceMetrics())
+        built = backends.build(settings, InferenceMetrics())
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"the default inference model is not available: {exc}")
     await built.backend.start()
@@ -98,12 +98,15 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
 
 @pytest.fixture
 def make_stack(embedding_channel, tmp_path):
-    """``async with make_stack(kind, with_llm=False) as (stub, retrieval)``: a retrieval server over a new store."""
+    """``async with make_stack(kind, channels=...) as (stub, pipelines)``: a retrieval server over a new store,
+    its ports over the real services' channels (the embedding service's always)."""
     from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
-    from genai_retrieval.downstream import Downstream
-    from genai_retrieval.service import Retrieval
+    from genai_core.downstream import Downstream
+    from genai_core.settings import DownstreamSettings
+    from genai_retrieval.clients import ChatClient, EmbeddingClient, PackingClient
+    from genai_retrieval.pipelines import Pipelines
     from genai_retrieval.servicer import service_spec
-    from genai_retrieval.settings import RetrievalSettings
+    from genai_retrieval.settings import PREFIX, RetrievalSettings
     from genai_retrieval.store import open_store
 
     @asynccontextmanager
@@ -113,14 +116,16 @@ def make_stack(embedding_channel, tmp_path):
         settings = RetrievalSettings(data_dir=data, qdrant_url=url, chunk_size_tokens=64, chunk_overlap_tokens=8,
                                      **overrides)
         store = open_store(settings.data_dir, settings.qdrant_url)
-        downstream = Downstream("", "", "", channels={"embedding": embedding_channel, **(channels or {})})
-        retrieval = Retrieval(settings, store, downstream)
+        downstream = Downstream(DownstreamSettings({}), caller_prefix=PREFIX,
+                                channels={"embedding": embedding_channel, **(channels or {})})
+        pipelines = Pipelines.build(settings, store, EmbeddingClient(downstream), ChatClient(downstream),
+                                    PackingClient(downstream))
         deferred = Deferred("retrieval")
-        deferred.set(retrieval)
+        deferred.set(pipelines)
         async with running_server([service_spec(deferred)]) as (_server, channel):
             try:
-                yield pb_grpc.RetrievalServiceStub(channel), retrieval
+                yield pb_grpc.RetrievalServiceStub(channel), pipelines
             finally:
-                await retrieval.close()
+                store.close()
 
     return make

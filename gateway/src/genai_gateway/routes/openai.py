@@ -191,16 +191,14 @@ def _tools(body: api.ChatCompletionRequest, message: pb.ChatRequest) -> None:
             )
         )
         names.append(f.name)
+    # Whether tool_choice fits the tools ("required" needs one, a named tool must be listed) is the
+    # inference service's rule (genai_inference.chat); its violations come back renamed to these params.
     choice = body.tool_choice
     if choice is None:
         return
     if isinstance(choice, str):
-        if choice == "required" and not names:
-            raise _bad("tool_choice", "'required' needs at least one tool in `tools`")
         message.tool_choice.mode = _TOOL_MODES[choice]
         return
-    if choice.function.name not in names:
-        raise _bad("tool_choice.function.name", f"no tool named {choice.function.name!r} in `tools`")
     message.tool_choice.function_name = choice.function.name
 
 
@@ -413,7 +411,7 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[dict
         return [{"text": p} for p in prompt]
     sequences = [prompt] if isinstance(prompt[0], int) else prompt
     for i, ids in enumerate(sequences):
-        if not ids or not all(0 <= t < 2**32 for t in ids):
+        if not all(0 <= t < 2**32 for t in ids):  # an empty prompt is the inference service's rule
             raise _bad(
                 "prompt" if sequences is not prompt else f"prompt[{i}]", "token ids must be between 0 and 2^32-1"
             )

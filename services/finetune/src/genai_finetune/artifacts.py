@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -68,7 +67,9 @@ class Artifacts:
         artifact_id = f"ftart-{uuid.uuid4().hex[:24]}"
         target = self._root / artifact_id
         self._root.mkdir(parents=True, exist_ok=True)
-        os.replace(outcome.path, target)  # same filesystem: the job's work dir is under the data dir too
+        # A rename when the work dir and the artifacts share a filesystem; a copy when artifacts are a volume of
+        # their own (deploy/: shared with the inference pods).
+        shutil.move(outcome.path, target)
         base = self._base_models.get(job.base_model)
         artifact = Artifact(
             id=artifact_id, kind=outcome.kind, job_id=job.id, method=job.method, base_model=job.base_model,

@@ -91,8 +91,7 @@ def run_spec(spec_path: Path) -> int:
         LineReporter._emit("error", error=asdict(error))
         logger.exception("the run of %s failed", spec.job_id)
         return 1
-    # Under torchrun/accelerate (several processes), the main rank alone records the outcome.
-    if outcome is not None and int(os.environ.get("RANK", "0")) == 0:
+    if outcome is not None and int(os.environ.get("RANK", "0")) == 0:  # one writer under torchrun
         record = {**asdict(outcome), "kind": outcome.kind.value, "serving": outcome.serving.value}
         (work_dir / OUTCOME).write_text(json.dumps(record))
     return 0

@@ -3,9 +3,13 @@ to train in seconds, and the environment of a fine-tune process over a data dire
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def jsonl(records: list[dict]) -> bytes:
@@ -88,3 +92,14 @@ class FakeModelServer:
     async def served(self) -> set[str]:
         self._check()
         return set(self.served_ids)
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``predicate`` (in a thread: it may read the database) until it is truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(predicate)
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -12,14 +12,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import asyncio  # noqa: E402
 
 from genai_core.deferred import Deferred  # noqa: E402
-from genai_core.errors import Unavailable  # noqa: E402
 from genai_core.metrics import GrpcMetrics  # noqa: E402
 from genai_core.server import run_service  # noqa: E402
 
-from genai_inference import engines  # noqa: E402
+from genai_inference import backends  # noqa: E402
+from genai_inference.engines.base import Backend  # noqa: E402
+from genai_inference.generation import Inference  # noqa: E402
 from genai_inference.metrics import InferenceMetrics  # noqa: E402
 from genai_inference.registry import ModelRegistry  # noqa: E402
-from genai_inference.service import Inference  # noqa: E402
 from genai_inference.servicer import service_spec  # noqa: E402
 from genai_inference.settings import Settings  # noqa: E402
 
@@ -28,25 +28,26 @@ def main() -> None:
     settings = Settings.from_env(os.environ)
     grpc_metrics = GrpcMetrics("inference")
     metrics = InferenceMetrics(grpc_metrics.registry)
-    s = settings.inference
     models: Deferred[ModelRegistry] = Deferred("inference engine")
 
-    async def ready() -> None:
-        built = await asyncio.to_thread(engines.build, s, metrics)
-        await built.backend.start()
-        default = Inference(built.backend, built.tokenizer, s)
-        models.set(ModelRegistry.around(default, metrics))
+    backend: Backend | None = None
 
-    async def close() -> None:
-        try:
-            registry = models.get()
-        except Unavailable:  # never loaded: nothing to close
-            return
-        await registry.close()
+    async def ready() -> None:
+        nonlocal backend
+        built = await asyncio.to_thread(backends.build, settings.inference, metrics)
+        backend = built.backend
+        await backend.start()
+        # The default model, and the models LoadModel adds beside it (fine-tuned weights, prompt/prefix adapters).
+        models.set(ModelRegistry.around(Inference(backend, built.tokenizer, settings.inference), metrics))
+
+    async def close() -> None:  # after SIGTERM drained the calls: stop the workers, free the models
+        if backend is not None:
+            await models.get().close()
+            await backend.close()
 
     asyncio.run(
-        run_service(settings.server, "inference", [service_spec(models)], ready=ready, metrics=grpc_metrics,
-                    close=close)
+        run_service(settings.server, "inference", [service_spec(models)], ready=ready, close=close,
+                    metrics=grpc_metrics)
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from genai_inference.service import TOOL_OPEN, CompletionResult, split_tool_calls
+from genai_inference.chat import CompletionResult, split_tool_calls
+from genai_inference.constraints import TOOL_CALL_BEGIN
 from genai_inference.types import FinishEvent, TokenEvent, TokenLogprob
 
 
@@ -45,16 +46,16 @@ class ChatStreamAssembler:
         self._states = {i: _State(CompletionResult(i)) for i in range(n)}
 
     def _safe_end(self, state: _State) -> int:
-        """How much of the text may be sent: all of it, minus a possible start of TOOL_OPEN."""
+        """How much of the text may be sent: all of it, minus a possible start of TOOL_CALL_BEGIN."""
         text = state.result.text
         if not self._tools:
             return len(text)
-        opened = text.find(TOOL_OPEN)
+        opened = text.find(TOOL_CALL_BEGIN)
         if opened >= 0:
             state.in_call = True
             return opened
-        for keep in range(min(len(TOOL_OPEN) - 1, len(text)), 0, -1):
-            if TOOL_OPEN.startswith(text[-keep:]):
+        for keep in range(min(len(TOOL_CALL_BEGIN) - 1, len(text)), 0, -1):
+            if TOOL_CALL_BEGIN.startswith(text[-keep:]):
                 return len(text) - keep
         return len(text)
 

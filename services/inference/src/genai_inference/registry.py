@@ -21,10 +21,10 @@ from pathlib import Path
 
 from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
+from genai_inference.generation import Inference
 from genai_inference.images import ImageModel, is_image_model
 from genai_inference.metrics import InferenceMetrics
-from genai_inference.service import Inference
-from genai_inference.settings import InferenceSettings
+from genai_inference.settings import EngineName, InferenceSettings
 from genai_inference.types import ModelInfo
 
 # Builds the Inference of a loaded model: (model id, its directory, the Inference of the base it runs on).
@@ -106,7 +106,6 @@ class ModelRegistry:
         if found is not None:
             return found
         try:
-            self.route(name)
             self.get_model(name)
         except NotFound:
             raise NotFound(f"no image model '{name}'; load one with LoadModel (a fine-tune diffusion artifact)",
@@ -232,66 +231,45 @@ class ModelRegistry:
 
 
 def model_factory(settings: InferenceSettings, metrics: InferenceMetrics | None) -> ModelFactory:
-    """Loaded models run on torch, each behind a scheduler of its own (as ``engines`` builds the default one):
+    """Loaded models run on torch, each behind a scheduler of its own (``backends``, as the default model):
     a model directory as it is, a prompt/prefix-tuning adapter on the default model's weights."""
 
     async def build(model_id: str, location: Path, base: Inference) -> Inference:
-        scheduler = await asyncio.to_thread(_scheduler, model_id, location, base)
-        await scheduler.start()
-        return Inference(scheduler, scheduler.tokenizer, settings)
+        built = await asyncio.to_thread(_built, model_id, location, base)
+        await built.backend.start()
+        return Inference(built.backend, built.tokenizer, settings)
 
-    def _scheduler(model_id: str, location: Path, base: Inference):
+    def _built(model_id: str, location: Path, base: Inference):
+        from genai_inference import backends
         from genai_inference.engines.prompt_learning_engine import PromptLearningEngine, prompt_learning_type
         from genai_inference.engines.seq2seq_engine import Seq2SeqBackend, is_encoder_decoder
-        from genai_inference.engines.torch_engine import TorchEngine
         from genai_inference.models import resolve
 
+        torch_settings = replace(settings, engine=EngineName.TORCH)
         quantized = quantized_format(location)
         if quantized.startswith("gguf"):  # a GGUF artifact: dequantized into the cache once, on torch
-            from transformers import AutoTokenizer
-
-            source = resolve(model_id, str(location / "model.gguf"), settings.cache_dir)
-            engine = TorchEngine(source, threads=settings.threads)
-            tokenizer = AutoTokenizer.from_pretrained(str(location))
-            return _scheduler_for(engine, tokenizer)
+            return backends.build(replace(torch_settings, model=model_id, model_path=str(location / "model.gguf")),
+                                  metrics)
         if quantized.startswith("onnx"):  # quantized ONNX: the onnxruntime engine exports its KV graph once
-            from transformers import AutoTokenizer
-
-            from genai_inference.engines.onnx_engine import OnnxEngine
-
-            source = resolve(model_id, str(location), settings.cache_dir)
-            engine = OnnxEngine(source, settings.cache_dir, precision=quantized.removeprefix("onnx-"),
-                                threads=settings.threads)
-            return _scheduler_for(engine, AutoTokenizer.from_pretrained(str(location)))
+            return backends.build(replace(settings, engine=EngineName.ONNXRUNTIME, model=model_id,
+                                          model_path=str(location), onnx_precision=quantized.removeprefix("onnx-")),
+                                  metrics)
         if is_encoder_decoder(location):  # text-to-text: generate() runs it, one request at a time
             source = resolve(model_id, str(location), settings.cache_dir)
-            return Seq2SeqBackend(model_id, location, source.revision, threads=settings.threads)
+            backend = Seq2SeqBackend(model_id, location, source.revision, threads=settings.threads)
+            return backends.Built(backend, backend.tokenizer)
         if prompt_learning_type(location):
             if base.base.id != settings.model:
                 raise InvalidArgument.for_field("base_model", f"prompt and prefix tuning run on '{settings.model}'")
-            source = resolve(settings.model, settings.model_path, settings.cache_dir)
-            engine = PromptLearningEngine(source, location, model_id, threads=settings.threads)
-            tokenizer = base.tokenizer
-        elif (location / "adapter_config.json").exists():
+            return backends.build_scheduled(
+                lambda source, s: PromptLearningEngine(source, location, model_id, threads=s.threads),
+                torch_settings, metrics)
+        if (location / "adapter_config.json").exists():
             raise InvalidArgument.for_field("path", "a LoRA adapter shares its base model's batches: use LoadAdapter")
-        else:
-            from transformers import AutoTokenizer
-
-            try:
-                source = resolve(model_id, str(location), settings.cache_dir)
-            except ValueError as exc:
-                raise InvalidArgument.for_field("path", str(exc)) from exc
-            engine = TorchEngine(source, threads=settings.threads)
-            tokenizer = AutoTokenizer.from_pretrained(str(location))
-        return _scheduler_for(engine, tokenizer)
-
-    def _scheduler_for(engine, tokenizer):
-        from genai_inference.constraints import ConstraintCompiler
-        from genai_inference.scheduler import Scheduler
-
-        compiler = ConstraintCompiler(tokenizer, engine.info.vocab_size, eos_token_ids=engine.eos_token_ids)
-        return Scheduler(engine, tokenizer, max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
-                         compiler=compiler, metrics=metrics)
+        if not (location / "config.json").exists():
+            raise InvalidArgument.for_field("path", f"'{location.name}' holds neither a model (config.json) nor "
+                                                    "a prompt/prefix-tuning adapter")
+        return backends.build(replace(torch_settings, model=model_id, model_path=str(location)), metrics)
 
     return build
 

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from genai_core.errors import InvalidArgument, Unavailable
@@ -110,6 +111,22 @@ class Scheduler:
     def models(self) -> list[ModelInfo]:
         return [self.engine.info]
 
+    # -- adapters: the engine's --------------------------------------------------------------
+
+    @property
+    def supports_adapters(self) -> bool:
+        return self.engine.supports_adapters
+
+    @property
+    def adapters(self) -> Mapping[str, Path]:
+        return self.engine.adapters
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        self.engine.load_adapter(name, path)
+
+    def unload_adapter(self, name: str) -> None:
+        self.engine.unload_adapter(name)
+
     @property
     def queue_depth(self) -> int:
         return len(self._waiting)
@@ -117,17 +134,8 @@ class Scheduler:
     # -- request side (event loop) ----------------------------------------------------------
 
     def _validate(self, request: GenerationRequest) -> None:
-        context = self.engine.info.context_length
-        prompt = len(request.prompt_ids)
-        if prompt == 0:
-            raise InvalidArgument.for_field("prompt", "the prompt is empty; send some text or token ids")
-        if prompt >= context:
-            raise InvalidArgument.for_field(
-                "prompt", f"the prompt has {prompt} tokens; the model's context is {context} tokens"
-            )
-        bad = [i for i in request.prompt_ids if i >= self._vocab]
-        if bad:
-            raise InvalidArgument.for_field("prompt.token_ids", f"token id {bad[0]} is >= the vocabulary size {self._vocab}")
+        # The prompt and sampling values were checked by generation.Inference; this rule is the
+        # scheduler's own: all n completions of a request decode in one batch.
         if request.sampling.n > self.max_batch_size:
             raise InvalidArgument.for_field("sampling.n", f"at most {self.max_batch_size} completions per request")
 
@@ -175,9 +183,7 @@ class Scheduler:
 
     def _drop_unloaded_adapters(self) -> None:
         """Rows whose adapter was unloaded mid-request end with ERROR; the rest of the batch goes on."""
-        loaded = getattr(self.engine, "adapters", None)
-        if loaded is None:
-            return
+        loaded = self.engine.adapters
         finished = [
             FinishEvent(seq.index, FinishReason.ERROR)
             if seq.owner.request.adapter and seq.owner.request.adapter not in loaded else None

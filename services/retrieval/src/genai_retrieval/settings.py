@@ -6,9 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from genai_core.settings import ServerSettings, load
+from genai_core.services import service
+from genai_core.settings import DownstreamSettings, ServerSettings, load
 
-PREFIX = "GENAI_RETRIEVAL_"
+NAME = "retrieval"
+PREFIX = service(NAME).env_prefix  # GENAI_RETRIEVAL_
+DOWNSTREAM = ("embedding", "inference", "tokenizer")  # GENAI_RETRIEVAL_<NAME>_TARGET; empty: not deployed
+DOWNSTREAM_TIMEOUT_S = 120.0  # GENAI_RETRIEVAL_DOWNSTREAM_TIMEOUT; an answer's generation can take that long
 
 
 @dataclass(frozen=True)
@@ -19,10 +23,6 @@ class RetrievalSettings:
     # Empty: embedded Qdrant Edge under data_dir; "local:<path>": qdrant-client local mode; else a server URL.
     qdrant_url: str = ""
     qdrant_api_key: str = ""
-    embedding_target: str = "127.0.0.1:50053"
-    inference_target: str = "127.0.0.1:50052"
-    tokenizer_target: str = "127.0.0.1:50051"
-    downstream_timeout: float = 120.0
     embedding_model: str = "all-minilm-l6-v2"
     sparse_model: str = "bm25-english"  # the embedding service's BM25 analyzer (its GetInfo lists them)
     reranker_model: str = "all-minilm-l6-v2"
@@ -50,10 +50,12 @@ class RetrievalSettings:
 class Settings:
     server: ServerSettings
     retrieval: RetrievalSettings
+    downstream: DownstreamSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            server=ServerSettings.from_env(PREFIX, environ, port=50054, metrics_port=9104),
+            server=ServerSettings.for_service(NAME, environ),
             retrieval=load(RetrievalSettings, PREFIX, environ),
+            downstream=DownstreamSettings.from_env(PREFIX, DOWNSTREAM, environ, timeout=DOWNSTREAM_TIMEOUT_S),
         )

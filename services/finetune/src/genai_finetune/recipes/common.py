@@ -14,10 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from genai_finetune.execution import RecipeContext
-from genai_finetune.types import JobState, Level, Metrics
+from genai_finetune.methods import method
+from genai_finetune.types import JobState, Level, Metrics, Outcome
 
 # Trainer log keys reported as named metrics; anything numeric that is not listed goes to Metrics.extra.
 _CORE = {"loss", "learning_rate", "epoch", "eval_loss", "total_flos", "train_runtime"}
@@ -38,7 +40,7 @@ class JobCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.perf_counter()
         self._mark = self._started = (now, state.global_step)
-        if state.global_step:
+        if state.global_step and state.is_world_process_zero:
             self.reporter.message(Level.INFO, f"Resumed from the checkpoint at step {state.global_step}")
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -52,6 +54,8 @@ class JobCallback(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:  # under torchrun/accelerate, one process reports
+            return
         logs = logs or {}
         if "eval_loss" in logs:
             # Other numeric evaluation results (such as eval_perplexity) travel in Metrics.extra.
@@ -83,17 +87,17 @@ class JobCallback(TrainerCallback):
                                          f"training loss={self.last.train_loss:.4f}")
 
     def on_save(self, args, state, control, **kwargs):
-        self.reporter.checkpoint(state.global_step, self.last)
+        if state.is_world_process_zero:
+            self.reporter.checkpoint(state.global_step, self.last)
 
 
 def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=TrainingArguments,
                        **extra: Any) -> Any:
     """The Trainer's arguments from the job's resolved hyperparameters, for CPU."""
     h = context.hyperparameters
-    # batch_size counts the examples of one optimizer step over gradient accumulation and over the processes of a
-    # multi-process run (torchrun/accelerate set WORLD_SIZE), so a job means the same on one CPU or eight GPUs.
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * processes))
+    # batch_size counts the examples of one optimizer step over every process (torchrun/accelerate set WORLD_SIZE)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * world))
     return config_class(
         output_dir=str(context.checkpoints_dir),
         per_device_train_batch_size=micro,
@@ -139,6 +143,37 @@ def quiet(trainer) -> Any:
     return trainer
 
 
+def callback(context: RecipeContext, tokens_per_epoch: int, examples: int) -> JobCallback:
+    """The job's callback; it turns steps into tokens with the epoch's token count over its steps."""
+    steps_per_epoch = max(1, -(-examples // (context.hyperparameters.batch_size or 1)))
+    return JobCallback(context.reporter, tokens_per_step=tokens_per_epoch / steps_per_epoch)
+
+
+def preference_dataset(records: list[dict]) -> Dataset:
+    """Preference records as TRL's conversational prompt/chosen/rejected rows (TRL applies the chat template)."""
+    return Dataset.from_list([
+        {"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
+         "rejected": [{"role": "assistant", "content": r["rejected"]}]}
+        for r in records
+    ])
+
+
+def train_and_save(context: RecipeContext, trainer, job: JobCallback, tokenizer, *, merge: bool = False,
+                   keep: tuple[str, ...] = ()) -> Outcome | None:
+    """Train (from the last complete checkpoint, if any), save the result and describe it; None when the job
+    was paused or cancelled on the way. ``keep`` names trainer metrics (prefixes) the artifact records."""
+    trainer.train(resume_from_checkpoint=context.last_checkpoint())
+    if job.stopped is not None:
+        return None
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    save(trainer, tokenizer, context.output_dir, model.merge_and_unload() if merge else model)
+    metrics = final_metrics(job, trainer)
+    metrics.update({k: v for k, v in job.last.extra.items() if k.startswith(keep) and keep})
+    chosen = method(context.spec.method)
+    return Outcome(chosen.kind, chosen.serving, chosen.artifact_format, str(context.output_dir), metrics,
+                   metrics["trained_tokens"])
+
+
 def final_metrics(callback: JobCallback, trainer) -> dict[str, Any]:
     m = callback.last
     out: dict[str, Any] = {"step": m.step, "train_loss": m.train_loss, "trained_tokens": m.trained_tokens}
@@ -148,3 +183,13 @@ def final_metrics(callback: JobCallback, trainer) -> dict[str, Any]:
     if history:
         out["train_runtime_s"] = history[-1]["train_runtime"]
     return out
+
+
+def save(trainer, tokenizer, output, model=None) -> None:
+    """The result, written by the main process only (under torchrun every process runs the recipe)."""
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        output.mkdir(parents=True, exist_ok=True)
+        (model or trainer.model).save_pretrained(str(output))
+        tokenizer.save_pretrained(str(output))
+    trainer.accelerator.wait_for_everyone()

@@ -14,35 +14,31 @@ from pathlib import Path
 
 import peft
 import torch
-from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
 from genai_finetune.execution import RecipeContext
-from genai_finetune.methods import RewardModelConfig, method
-from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.methods import RewardModelConfig
+from genai_finetune.recipes.common import (
+    callback,
+    preference_dataset,
+    prepare,
+    quiet,
+    train_and_save,
+    training_arguments,
+)
 from genai_finetune.tokenization import Tokenizers, encode
 from genai_finetune.types import Outcome
-
-
-def pairs(records: list[dict]) -> Dataset:
-    return Dataset.from_list([
-        {"prompt": r["messages"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-         "rejected": [{"role": "assistant", "content": r["rejected"]}]}
-        for r in records
-    ])
 
 
 def train(context: RecipeContext) -> Outcome | None:
     prepare(context)
     spec, config = context.spec, context.config
     assert isinstance(config, RewardModelConfig)
-    chosen_method = method(spec.method)
     tokenizer = Tokenizers().get(Path(spec.base_model_dir))
     max_len = context.hyperparameters.max_seq_length or spec.context_length
     tokens = sum(min(len(encode(tokenizer, context.format, r)), max_len) for r in context.train_records)
-    steps_per_epoch = max(1, -(-len(context.train_records) // (context.hyperparameters.batch_size or 1)))
-    callback = JobCallback(context.reporter, tokens_per_step=2 * tokens / steps_per_epoch)
+    job = callback(context, 2 * tokens, len(context.train_records))  # chosen and rejected
     model = AutoModelForSequenceClassification.from_pretrained(spec.base_model_dir, num_labels=1,
                                                                dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -51,19 +47,8 @@ def train(context: RecipeContext) -> Outcome | None:
     args = training_arguments(context, evaluate=bool(context.eval_records), config_class=RewardConfig,
                               max_length=max_len)
     trainer = quiet(RewardTrainer(
-        model=model, args=args, processing_class=tokenizer, peft_config=lora, callbacks=[callback],
-        train_dataset=pairs(context.train_records),
-        eval_dataset=pairs(context.eval_records) if context.eval_records else None,
+        model=model, args=args, processing_class=tokenizer, peft_config=lora, callbacks=[job],
+        train_dataset=preference_dataset(context.train_records),
+        eval_dataset=preference_dataset(context.eval_records) if context.eval_records else None,
     ))
-    trainer.train(resume_from_checkpoint=context.last_checkpoint())
-    if callback.stopped is not None:
-        return None
-    output = context.output_dir
-    output.mkdir(parents=True, exist_ok=True)
-    merged = trainer.model.merge_and_unload()
-    merged.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
-    metrics = final_metrics(callback, trainer)
-    metrics.update({k: v for k, v in callback.last.extra.items() if k in ("accuracy", "margin")})
-    return Outcome(chosen_method.kind, chosen_method.serving, chosen_method.artifact_format, str(output), metrics,
-                   metrics["trained_tokens"])
+    return train_and_save(context, trainer, job, tokenizer, merge=True, keep=("accuracy", "margin"))

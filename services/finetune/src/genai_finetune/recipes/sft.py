@@ -18,9 +18,8 @@ from genai_finetune.methods import (
     LoraConfig,
     PrefixTuningConfig,
     PromptTuningConfig,
-    method,
 )
-from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.recipes.common import callback, prepare, quiet, train_and_save, training_arguments
 from genai_finetune.tokenization import Encoded, Tokenizers, encode
 from genai_finetune.types import DatasetFormat, Level, Outcome
 
@@ -74,7 +73,6 @@ def as_dataset(examples: list[Encoded]) -> Dataset:
 def train(context: RecipeContext) -> Outcome | None:
     prepare(context)
     spec = context.spec
-    chosen = method(spec.method)
     tokenizer = Tokenizers().get(Path(spec.base_model_dir))
     max_len = context.hyperparameters.max_seq_length or spec.context_length
     train_examples, cut = tokenized(tokenizer, context.format, context.train_records, max_len)
@@ -87,24 +85,13 @@ def train(context: RecipeContext) -> Outcome | None:
         import peft
 
         model = peft.get_peft_model(model, peft_config)
-    tokens = sum(e.trainable for e in train_examples)
-    steps_per_epoch = max(1, -(-len(train_examples) // (context.hyperparameters.batch_size or 1)))
-    callback = JobCallback(context.reporter, tokens_per_step=tokens / steps_per_epoch)
+    job = callback(context, sum(e.trainable for e in train_examples), len(train_examples))
     trainer = quiet(Trainer(
         model=model,
         args=training_arguments(context, evaluate=bool(eval_examples)),
         train_dataset=as_dataset(train_examples),
         eval_dataset=as_dataset(eval_examples) if eval_examples else None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[callback],
+        callbacks=[job],
     ))
-    trainer.train(resume_from_checkpoint=context.last_checkpoint())
-    if callback.stopped is not None:
-        return None
-    output = context.output_dir
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(output))
-    tokenizer.save_pretrained(str(output))
-    metrics = final_metrics(callback, trainer)
-    return Outcome(chosen.kind, chosen.serving, chosen.artifact_format, str(output), metrics,
-                   metrics["trained_tokens"] or tokens * (context.hyperparameters.n_epochs or 1))
+    return train_and_save(context, trainer, job, tokenizer)

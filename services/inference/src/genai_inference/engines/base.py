@@ -4,20 +4,49 @@
   shared continuous-batching scheduler drives it (torch, onnxruntime).
 * ``Backend``: anything that turns a ``GenerationRequest`` into a stream of events itself
   (the scheduler wrapped around a KVEngine, llama.cpp, and the remote TGI/OpenAI engines).
+
+Both declare LoRA adapters: an engine that cannot serve them says so with ``supports_adapters``
+and raises FailedPrecondition from ``load_adapter``. Only type names come from torch here, so
+importing this module (and the remote engines) does not load torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-import torch
+from genai_core.errors import FailedPrecondition, NotFound
 
-from genai_inference.kv import KVBatch
 from genai_inference.types import Event, GenerationRequest, ModelInfo
 
+if TYPE_CHECKING:
+    import torch
 
-class KVEngine(Protocol):
+    from genai_inference.kv import KVBatch
+
+
+class Adapters(Protocol):
+    """LoRA adapters by name; the caller (``generation.Inference``) checks names and paths first."""
+
+    @property
+    def supports_adapters(self) -> bool: ...
+
+    @property
+    def adapters(self) -> Mapping[str, Path]:
+        """The loaded adapters: name -> directory."""
+        ...
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        """Load a PEFT LoRA directory under ``name`` (AlreadyExists, InvalidArgument, FailedPrecondition)."""
+        ...
+
+    def unload_adapter(self, name: str) -> None:
+        """Forget ``name``; requests still using it end with FinishReason.ERROR (NotFound if unknown)."""
+        ...
+
+
+class KVEngine(Adapters, Protocol):
     name: str
     info: ModelInfo
     eos_token_ids: frozenset[int]
@@ -33,7 +62,7 @@ class KVEngine(Protocol):
         ...
 
 
-class Backend(Protocol):
+class Backend(Adapters, Protocol):
     name: str
 
     async def start(self) -> None:
@@ -51,3 +80,14 @@ class Backend(Protocol):
     def cancel(self, request_id: str) -> bool:
         """Stop an in-flight request by id (its stream ends with FinishReason.CANCELLED)."""
         ...
+
+
+def adapters_unsupported(engine: str) -> FailedPrecondition:
+    """What an engine without LoRA support raises from ``load_adapter``."""
+    return FailedPrecondition(
+        f"the {engine} engine cannot serve LoRA adapters; run the inference service with an engine that does "
+        "(GENAI_INFERENCE_ENGINE=torch)", reason="ADAPTERS_UNSUPPORTED")
+
+
+def adapter_not_loaded(name: str) -> NotFound:
+    return NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)

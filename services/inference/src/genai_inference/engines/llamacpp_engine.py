@@ -24,13 +24,16 @@ import ctypes
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
 from genai_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
+from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.intake import DONE, Intake, Pending
 from genai_inference.models import ModelSource
 from genai_inference.sampling import Sampler, top_logprobs
@@ -160,29 +163,25 @@ class LlamaCppBackend:
     def models(self) -> list[ModelInfo]:
         return [self.info]
 
+    supports_adapters = False
+    adapters: Mapping[str, Path] = MappingProxyType({})
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported(self.name)
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
+
     @property
     def queue_depth(self) -> int:
         return len(self._waiting)
 
     # -- request side (event loop) ----------------------------------------------------------
 
-    def _validate(self, request: GenerationRequest) -> None:
-        prompt = len(request.prompt_ids)
-        context = self.info.context_length
-        if prompt == 0:
-            raise InvalidArgument.for_field("prompt", "the prompt is empty; send some text or token ids")
-        if prompt >= context:
-            raise InvalidArgument.for_field(
-                "prompt", f"the prompt has {prompt} tokens; the model's context is {context} tokens")
-        bad = [i for i in request.prompt_ids if not 0 <= i < self._vocab]
-        if bad:
-            raise InvalidArgument.for_field("prompt.token_ids", f"token id {bad[0]} is >= the vocabulary size {self._vocab}")
-        if request.adapter:
-            raise FailedPrecondition("the llamacpp engine cannot serve LoRA adapters; use GENAI_INFERENCE_ENGINE=torch",
-                                     reason="ADAPTERS_UNSUPPORTED")
-
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Event]:
-        self._validate(request)
+        # Prompts were checked by generation.Inference (empty, vocabulary, context length).
+        if request.adapter:
+            raise adapters_unsupported(self.name)
         async for event in self._intake.submit(request):
             yield event
 

@@ -1,4 +1,4 @@
-"""The onnxruntime KV engine: one exported graph (see :mod:`onnx_export`) runs prefill and decode.
+"""The onnxruntime KV engine: one exported graph (see :mod:`genai_inference.onnx_export`) runs prefill and decode.
 
 The KV cache lives in torch CPU tensors (``KVBatch``); ORT reads them through zero-copy
 ``.numpy()`` views and its outputs come back as ``torch.from_numpy`` views, so the only copy per
@@ -28,14 +28,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
 from genai_core.errors import FailedPrecondition
 
-from genai_inference.engines import onnx_export
+from genai_inference import onnx_export
+from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.kv import KVBatch, Layer
 from genai_inference.models import ModelSource
 from genai_inference.types import ModelInfo
@@ -79,6 +81,7 @@ class OnnxEngine:
 
     name = "onnxruntime"
     supports_adapters = False
+    adapters: Mapping[str, Path] = MappingProxyType({})
 
     def __init__(
         self,
@@ -127,6 +130,12 @@ class OnnxEngine:
             source=str(source.gguf or source.directory),
             quantization="" if precision == "fp32" else precision,
         )
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported(self.name)
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
 
     def _run(
         self,

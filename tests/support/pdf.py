@@ -1,4 +1,4 @@
-"""Test helpers shared by the retrieval, gateway and e2e tests."""
+"""A PDF written by hand, for the retrieval and end-to-end tests (parsing, page numbers, uploads)."""
 
 from __future__ import annotations
 
