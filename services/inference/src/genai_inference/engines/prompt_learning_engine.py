@@ -27,6 +27,7 @@ import torch
 from genai_core.errors import InvalidArgument
 from transformers import AutoModelForCausalLM, DynamicCache
 
+from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.engines.torch_engine import eos_ids, model_info
 from genai_inference.kv import KVBatch, Layer
 from genai_inference.models import ModelSource
@@ -50,6 +51,17 @@ def _layers(cache) -> list[Layer]:
 class PromptLearningEngine:
     name = "torch"
     supports_adapters = False
+
+    # The Adapters part of the engine protocol: its virtual tokens are its adaptation; LoRA cannot stack on them.
+    @property
+    def adapters(self) -> dict[str, Path]:
+        return {}
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported("prompt-learning")
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
 
     def __init__(self, source: ModelSource, adapter_dir: Path, model_id: str, *, threads: int = 2) -> None:
         from peft import PeftModel
