@@ -51,7 +51,7 @@ async def test_distillation_student_agrees_with_its_teacher(lab_jobs, store, dat
         base_model="tiny", training_dataset_id=corpus.id, method="distillation", seed=2,
         method_config={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1, "seq_length": 64,
                        "alpha": 1.0, "temperature": 1.0},
-        hyperparameters=Hyperparameters(batch_size=8, max_steps=40, learning_rate_multiplier=5.0)))
+        hyperparameters=Hyperparameters(batch_size=4, max_steps=30, learning_rate_multiplier=5.0)))
     assert any("student" in t for t in [e.message for e in store.events_after(job.id, 0)])
     outcome, _ = await asyncio.to_thread(_run, store, datasets, base_models, data_dir, job)
     m = outcome.metrics
