@@ -159,16 +159,12 @@ def _lm_blocks(planner: Planner, inputs: Inputs, size: int, fraction: float) -> 
     """(training blocks, held-out blocks) of ``size`` base-model tokens, as the text recipes cut them."""
     from transformers import AutoTokenizer
 
-    from genai_finetune.recipes.blocks import pack, split, token_stream
-    from genai_finetune.tokenization import encode
+    from genai_finetune.recipes.blocks import pack, record_ids, split
 
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.base.directory))
 
     def ids(dataset: Dataset) -> list[int]:
-        records = planner._datasets.records(dataset)
-        if dataset.format.value == "text":
-            return token_stream(tokenizer, [r["text"] for r in records], tokenizer.eos_token_id)
-        return [t for r in records for t in encode(tokenizer, dataset.format, r).input_ids]
+        return record_ids(tokenizer, dataset.format, planner._datasets.records(dataset))
 
     blocks = pack(ids(inputs.training), size)
     held = pack(ids(inputs.validation), size) if inputs.validation else []

@@ -48,6 +48,35 @@ def split(blocks: list[list[int]], fraction: float, seed: int) -> tuple[list[lis
     return [b for i, b in enumerate(blocks) if i not in held], [b for i, b in enumerate(blocks) if i in held]
 
 
+def record_ids(tokenizer, fmt, records: list[dict]) -> list[int]:
+    """The records as one token stream: texts joined by end-of-text, other formats as the SFT encoding renders
+    them (a conversation through the chat template)."""
+    from genai_finetune.tokenization import encode
+    from genai_finetune.types import DatasetFormat
+
+    if fmt is DatasetFormat.TEXT:
+        return token_stream(tokenizer, [r["text"] for r in records], tokenizer.eos_token_id)
+    return [t for r in records for t in encode(tokenizer, fmt, r).input_ids]
+
+
+def job_blocks(context, tokenizer, size: int, fraction: float) -> tuple[list[list[int]], list[list[int]]]:
+    """(training blocks, held-out blocks) of a job: the validation file when it has one, else a held-out share."""
+    blocks = pack(record_ids(tokenizer, context.format, context.train_records), size)
+    if context.eval_records:
+        return blocks, pack(record_ids(tokenizer, context.format, context.eval_records), size)
+    return split(blocks, fraction, context.spec.seed)
+
+
+def base_tokenizer(directory: str):
+    """The base model's tokenizer, padding with end-of-text when it has no pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def perplexity(loss: float | None) -> float | None:
     return math.exp(min(loss, 50.0)) if loss is not None else None
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling
+from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling
 
 from genai_finetune.corpora import TEXTS
 from genai_finetune.execution import RecipeContext
 from genai_finetune.labconfigs import ContinualPretrainConfig
 from genai_finetune.methods import method
-from genai_finetune.recipes.blocks import PerplexityTrainer, pack, perplexity, split, token_stream
+from genai_finetune.recipes.blocks import PerplexityTrainer, base_tokenizer, job_blocks, pack, perplexity, token_stream
 from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.recipes.distributed import is_main, report_on_main
 from genai_finetune.types import Level, Outcome
@@ -32,15 +32,9 @@ def train(context: RecipeContext) -> Outcome | None:
     config, spec = context.config, context.spec
     assert isinstance(config, ContinualPretrainConfig)
     chosen = method(spec.method)
-    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = base_tokenizer(spec.base_model_dir)
     size = config.seq_length
-    blocks = pack(token_stream(tokenizer, [r["text"] for r in context.train_records], tokenizer.eos_token_id), size)
-    if context.eval_records:
-        held = pack(token_stream(tokenizer, [r["text"] for r in context.eval_records], tokenizer.eos_token_id), size)
-    else:
-        blocks, held = split(blocks, config.eval_fraction, spec.seed)
+    blocks, held = job_blocks(context, tokenizer, size, config.eval_fraction)
     new_eval = Dataset.from_dict({"input_ids": held})
     original_eval = Dataset.from_dict({"input_ids": original_blocks(config, tokenizer, size)})
     model = AutoModelForCausalLM.from_pretrained(spec.base_model_dir, dtype=torch.float32)

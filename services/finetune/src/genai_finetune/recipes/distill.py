@@ -14,16 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, LlamaConfig
+from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, LlamaConfig
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.labconfigs import DistillConfig
 from genai_finetune.methods import method
-from genai_finetune.recipes.blocks import PerplexityTrainer, pack, perplexity, split, token_stream
+from genai_finetune.recipes.blocks import PerplexityTrainer, base_tokenizer, job_blocks, perplexity
 from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
 from genai_finetune.recipes.distributed import is_main, report_on_main
-from genai_finetune.tokenization import encode
-from genai_finetune.types import DatasetFormat, Outcome
+from genai_finetune.types import Outcome
 
 
 def student_config(config: DistillConfig, teacher_config) -> LlamaConfig:
@@ -79,28 +78,16 @@ def agreement(student, teacher, blocks: list[list[int]]) -> dict[str, float]:
             "perplexity_teacher": perplexity(losses["teacher"] / n)}
 
 
-def token_ids(context: RecipeContext, tokenizer, records: list[dict]) -> list[int]:
-    if context.format is DatasetFormat.TEXT:
-        return token_stream(tokenizer, [r["text"] for r in records], tokenizer.eos_token_id)
-    return [t for r in records for t in encode(tokenizer, context.format, r).input_ids]
-
-
 def train(context: RecipeContext) -> Outcome | None:
     prepare(context)
     config, spec = context.config, context.spec
     assert isinstance(config, DistillConfig)
     chosen = method(spec.method)
-    tokenizer = AutoTokenizer.from_pretrained(spec.base_model_dir)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = base_tokenizer(spec.base_model_dir)
     teacher = AutoModelForCausalLM.from_pretrained(spec.base_model_dir, dtype=torch.float32)
     teacher.requires_grad_(False)
     student = AutoModelForCausalLM.from_config(student_config(config, teacher.config))
-    blocks = pack(token_ids(context, tokenizer, context.train_records), config.seq_length)
-    if context.eval_records:
-        held = pack(token_ids(context, tokenizer, context.eval_records), config.seq_length)
-    else:
-        blocks, held = split(blocks, config.eval_fraction, spec.seed)
+    blocks, held = job_blocks(context, tokenizer, config.seq_length, config.eval_fraction)
     h = context.hyperparameters
     callback = JobCallback(report_on_main(context.reporter), tokens_per_step=(h.batch_size or 1) * config.seq_length)
     trainer = quiet(DistillTrainer(
