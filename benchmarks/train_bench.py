@@ -157,11 +157,41 @@ def speed_and_pretraining(args, root: Path, plays_path: Path, paragraphs: list[s
         ours, _ = run(method, config, plays_path, root / f"ours-{kind}", max_steps=steps, batch_size=batch,
                       checkpoint_steps=save, eval_steps=eval_, examples=10_000)
         ours_speed = ours["trained_tokens"] / ours["train_runtime_s"]
+        if kind == "encoder":
+            args.embedding_quality = {"pretrained": embedding_quality(ours["path"]),
+                                      "MiniLM": embedding_quality(str(minilm_dir()))}
         rows.append({"kind": kind, "tokenizer": f"{tokenizer_kind} {args.vocab} ({seconds:.1f} s)",
                      "parameters": ours["parameters"], "plain": plain, "ours": ours_speed,
                      "ratio": plain / ours_speed, "ppl": ours.get("eval_perplexity"), "steps": steps})
         print(rows[-1], file=sys.stderr)
     return rows
+
+
+def embedding_quality(directory: str, pairs: int = 200) -> dict:
+    """How an untuned encoder's mean-pooled embeddings retrieve: GSM8K questions -> their answers, R@1 among
+    ``pairs`` answers, and the mean cosine of unrelated pairs (near 1: every text looks alike)."""
+    import numpy as np
+    import torch
+    from genai_finetune.corpora import gsm8k_text
+    from transformers import AutoModel, AutoTokenizer
+
+    split_pairs = [b.partition("\nAnswer: ") for b in gsm8k_text(400_000).split("\n\n") if b.strip()][:pairs]
+    questions = [q.removeprefix("Question: ") for q, _, _ in split_pairs]
+    answers = [a for _, _, a in split_pairs]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        tokenizer, model = AutoTokenizer.from_pretrained(directory), AutoModel.from_pretrained(directory).eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), 32):
+                batch = tokenizer(texts[i:i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                states, mask = model(**batch).last_hidden_state, batch["attention_mask"][..., None]
+                out.append(torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1).numpy())
+        return np.concatenate(out)
+
+    scores = embed(questions) @ embed(answers).T
+    return {"r_at_1": float((scores.argmax(1) == np.arange(len(questions))).mean()),
+            "unrelated_cosine": float(scores[~np.eye(len(questions), dtype=bool)].mean()), "pairs": len(questions)}
 
 
 # -- the other recipes ------------------------------------------------------------------------------------
@@ -323,6 +353,14 @@ def report(args, results: dict, total_s: float) -> str:
             lines.append(f"| {r['kind']} | {r['tokenizer']} | {r['parameters'] / 1e6:.2f}M | {r['plain']:.0f} | "
                          f"{r['ours']:.0f} | {r['ratio']:.3f}x | {r['ppl']:.1f} |")
         lines.append("")
+        quality = getattr(args, "embedding_quality", None)
+        if quality:
+            p, m = quality["pretrained"], quality["MiniLM"]
+            lines += [f"The pretrained encoder's mean-pooled embeddings, untuned (no contrastive training), as the "
+                      f"embedding service serves them: GSM8K question -> answer R@1 among {p['pairs']} answers "
+                      f"{p['r_at_1']:.3f} (chance {1 / p['pairs']:.3f}; MiniLM {m['r_at_1']:.3f}); mean cosine of "
+                      f"unrelated pairs {p['unrelated_cosine']:.3f} (MiniLM {m['unrelated_cosine']:.3f}): every "
+                      "text looks alike to it.", ""]
     if "continual" in results:
         m = results["continual"]
         lines += ["## Continued pretraining of SmolLM2-135M on the plays", "",
