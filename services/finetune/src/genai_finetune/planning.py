@@ -98,8 +98,14 @@ class Planner:
                                   reason="MEMORY_ESTIMATE")
         return f"Memory estimate: {memory.gib(estimate.total)} of the {memory.gib(self.memory_limit)} limit"
 
+    def records(self, dataset: Dataset) -> list[dict]:
+        return self._datasets.records(dataset)
+
     def texts(self, dataset: Dataset | None) -> list[str]:
         return [r["text"] for r in self._datasets.records(dataset)] if dataset else []
+
+    def artifact(self, name: str) -> Artifact | None:
+        return self._artifacts(name)
 
 
 def _micro_batch(h: Hyperparameters) -> int:
@@ -164,7 +170,7 @@ def _lm_blocks(planner: Planner, inputs: Inputs, size: int, fraction: float) -> 
     tokenizer = AutoTokenizer.from_pretrained(str(inputs.base.directory))
 
     def ids(dataset: Dataset) -> list[int]:
-        return record_ids(tokenizer, dataset.format, planner._datasets.records(dataset))
+        return record_ids(tokenizer, dataset.format, planner.records(dataset))
 
     blocks = pack(ids(inputs.training), size)
     held = pack(ids(inputs.validation), size) if inputs.validation else []
@@ -222,7 +228,7 @@ def _reranker(planner: Planner, inputs: Inputs) -> Planned:
     from genai_finetune.recipes.reranker import split_queries
 
     config = inputs.config
-    records = planner._datasets.records(inputs.training)
+    records = planner.records(inputs.training)
     train, held = split_queries(records, config.eval_fraction, 0)
     if len(train) < 2:
         raise InvalidArgument.for_field("training_file", f"the pairs hold {len(train) + len(held)} distinct queries; "
@@ -235,7 +241,7 @@ def _reranker(planner: Planner, inputs: Inputs) -> Planned:
 
 def _diffusion(planner: Planner, inputs: Inputs) -> Planned:
     config = inputs.config
-    records = planner._datasets.records(inputs.training)
+    records = planner.records(inputs.training)
     labels = {r["label"] for r in records if r["label"]}
     if len(records) < 20:
         raise InvalidArgument.for_field("training_file", f"{len(records)} images are too few to learn from; send at "
@@ -262,7 +268,7 @@ def _quantize(planner: Planner, inputs: Inputs) -> Planned:
     config = inputs.config
     source = ""
     if config.source:
-        artifact = planner._artifacts(config.source)
+        artifact = planner.artifact(config.source)
         if artifact is None:
             raise NotFound(f"method_config.source: no artifact or fine-tuned model '{config.source}'",
                            resource_type="artifact", resource_name=config.source)
