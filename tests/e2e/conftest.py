@@ -98,6 +98,7 @@ def suite(tmp_path_factory) -> Suite:
         env.update({row.target_env(caller): f"127.0.0.1:{ports[name]}" for caller in callers})
     # The inference service loads fine-tune artifacts by id from the fine-tune service's data dir (a shared volume).
     env["GENAI_INFERENCE_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")
+    env["GENAI_EMBEDDING_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")  # encoders and rerankers
     names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
     log, retrieval_log = work / "honcho.log", work / "retrieval.log"
     proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
