@@ -149,5 +149,5 @@ def test_pretrained_encoder_is_served_by_the_embedding_service(suite):
     assert reply.status_code == 200, reply.text
     vectors = [d["embedding"] for d in reply.json()["data"]]
     assert len(vectors) == 2 and len(vectors[0]) == 64 and reply.json()["model"] == model
-    # The default embedding model is still served, and a decoder is not an embedding model.
+    # The default embedding model is still served beside it.
     assert len(httpx.post(f"{base}/v1/embeddings", json={"input": "x"}).json()["data"][0]["embedding"]) == 384
