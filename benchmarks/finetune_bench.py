@@ -8,9 +8,10 @@ scripts a model builder writes by hand, on the same data, model and hyperparamet
 For each: seconds per optimizer step (median over the steps after the first; our job's from the times of its
 per-step metrics events), tokens per second (the same token count per step for both: mean example length x
 batch size), and the peak RSS of the process that trained (our worker; the script). The service and the script
-never run at the same time. Writes benchmarks/results/finetune.md.
+never run at the same time; they alternate (plain, ours, ours, plain for 2 repeats) and each side reports its
+best run, so a burst of load on a shared machine does not decide the ratio. Writes benchmarks/results/finetune.md.
 
-    python benchmarks/finetune_bench.py [--lora-steps 20] [--dpo-steps 10] [--threads 2]
+    python benchmarks/finetune_bench.py [--lora-steps 20] [--dpo-steps 10] [--threads 2] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ async def main() -> None:
     parser.add_argument("--lora-steps", type=int, default=20)
     parser.add_argument("--dpo-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "var" / "cache")
     args = parser.parse_args()
     from genai_core.weights import DEFAULT_MODEL, convert_gguf, smollm2_gguf
@@ -155,36 +157,52 @@ async def main() -> None:
     lines = ["# Fine-tuning speed: our jobs vs plain scripts (make bench-finetune)", "",
              f"SmolLM2-135M fp32 on CPU, {args.threads} torch threads, batch 4, sequences cut at 128 tokens; "
              "s/step = median (and mean) over the steps after the first; tokens/s = the same tokens per step for "
-             "both sides / median s/step; peak RSS of the training process. One run, one machine: compare the rows "
-             "of a table with each other, not with other runs.", ""]
+             "both sides / median s/step; peak RSS of the training process; each side's best of "
+             f"{args.repeats} alternating runs. One machine: compare the rows of a table with each other, not with "
+             "other runs.", ""]
     header = ["| | steps | s/step (median) | s/step (mean) | tokens/s | peak RSS MB | final loss |",
               "|---|---|---|---|---|---|---|"]
 
+    async def compare(kind: str, records: list[dict], hyper: dict, config: dict, plain_args: list[str]):
+        ours, references = [], []
+        for repeat in range(args.repeats):  # plain, ours, ours, plain, ...
+            order = ("plain", "ours") if repeat % 2 == 0 else ("ours", "plain")
+            for side in order:
+                if side == "ours":
+                    ours.append(await our_job(kind, records, hyper, config, args.cache_dir, args.threads))
+                else:
+                    references.append(plain(kind, model_dir, records, plain_args))
+        best = min(ours, key=lambda r: r["s_per_step_median"])
+        reference = min(references, key=lambda r: r["s_per_step_median"])
+        runs = ", ".join(f"{a['s_per_step_median']:.2f}/{b['s_per_step_median']:.2f}" for a, b in zip(ours, references,
+                                                                                                    strict=True))
+        return best, reference, runs
+
     lora_records = lora_data(80)
     lora_tokens = tokens_per_step(model_dir, lora_records, 4, 128, "lora")
-    ours = await our_job("lora", lora_records, {"n_epochs": 50, "batch_size": 4, "max_steps": args.lora_steps,
-                                                "max_seq_length": 128, "checkpoint_steps": 10},
-                         {"rank": 8, "alpha": 16, "dropout": 0.05}, args.cache_dir, args.threads)
-    reference = plain("lora", model_dir, lora_records, ["--steps", str(args.lora_steps), "--batch-size", "4",
-                                                        "--max-length", "128", "--lr", "1e-3",
-                                                        "--threads", str(args.threads)])
+    ours, reference, runs = await compare(
+        "lora", lora_records, {"n_epochs": 50, "batch_size": 4, "max_steps": args.lora_steps, "max_seq_length": 128,
+                               "checkpoint_steps": 10}, {"rank": 8, "alpha": 16, "dropout": 0.05},
+        ["--steps", str(args.lora_steps), "--batch-size", "4", "--max-length", "128", "--lr", "1e-3",
+         "--threads", str(args.threads)])
     ratio = ours["s_per_step_median"] / reference["s_per_step_median"]
     lines += ["## LoRA", "", *header, row("our `lora` job (service, worker, checkpoints every 10 steps)", ours,
                                            lora_tokens), row("plain PEFT loop", reference, lora_tokens), "",
-              f"Ratio (ours / plain, median s/step): **{ratio:.3f}** (target <= 1.05)", ""]
+              f"Ratio (ours / plain, best median s/step of each): **{ratio:.3f}** (target <= 1.05); "
+              f"every run, ours/plain: {runs}", ""]
 
     dpo_records = dpo_data(40)
     dpo_tokens = tokens_per_step(model_dir, dpo_records, 4, 128, "dpo")
-    ours_dpo = await our_job("dpo", dpo_records, {"n_epochs": 50, "batch_size": 4, "max_steps": args.dpo_steps,
-                                                  "max_seq_length": 128, "checkpoint_steps": 5},
-                             {"beta": 0.1, "rank": 8, "alpha": 16}, args.cache_dir, args.threads)
-    reference_dpo = plain("dpo", model_dir, dpo_records, ["--steps", str(args.dpo_steps), "--batch-size", "4",
-                                                          "--max-length", "128", "--lr", "5e-4", "--beta", "0.1",
-                                                          "--threads", str(args.threads)])
+    ours_dpo, reference_dpo, runs_dpo = await compare(
+        "dpo", dpo_records, {"n_epochs": 50, "batch_size": 4, "max_steps": args.dpo_steps, "max_seq_length": 128,
+                             "checkpoint_steps": 5}, {"beta": 0.1, "rank": 8, "alpha": 16},
+        ["--steps", str(args.dpo_steps), "--batch-size", "4", "--max-length", "128", "--lr", "5e-4", "--beta", "0.1",
+         "--threads", str(args.threads)])
     ratio_dpo = ours_dpo["s_per_step_median"] / reference_dpo["s_per_step_median"]
     lines += ["## DPO", "", *header, row("our `dpo` job (service, worker, checkpoints every 5 steps)", ours_dpo,
                                           dpo_tokens), row("plain TRL DPOTrainer script", reference_dpo, dpo_tokens),
-              "", f"Ratio (ours / plain, median s/step): **{ratio_dpo:.3f}** (target <= 1.05)", ""]
+              "", f"Ratio (ours / plain, best median s/step of each): **{ratio_dpo:.3f}** (target <= 1.05); "
+              f"every run, ours/plain: {runs_dpo}", ""]
     text = "\n".join(lines)
     print(text)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ def ray_address():
         if head.poll() is None:
             os.killpg(head.pid, signal.SIGTERM)  # the head's own process group: only what this test started
             try:
-                head.wait(60)
+                head.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait()

@@ -164,3 +164,18 @@ async def test_info_lists_base_models_and_methods(service):
     assert methods["dpo"].dataset_formats == [pb.DATASET_FORMAT_PREFERENCE]
     assert methods["lora"].default_config.fields["rank"].number_value == 8
     assert methods["reward_model"].artifact_kind == pb.Artifact.KIND_REWARD_MODEL
+
+
+async def test_a_run_that_breaks_fails_the_job_with_its_reason(service, datasets, data_dir):
+    stub, worker, artifacts, server = service
+    dataset = (await stub.CreateDataset(pb.CreateDatasetRequest(filename="f.jsonl", content=jsonl(FACTS)))).dataset
+    job = (await stub.CreateTuningJob(pb.CreateTuningJobRequest(base_model="tiny", training_dataset_id=dataset.id))).job
+    datasets.path(datasets.get(dataset.id)).unlink()  # the stored file vanished under the job
+    assert await asyncio.to_thread(worker.run_one)
+    failed = (await stub.GetTuningJob(pb.GetTuningJobRequest(job_id=job.id))).job
+    assert failed.state == pb.TuningJob.STATE_FAILED and failed.error.reason == "TRAINING_FAILED"
+    assert failed.error.message.startswith("training failed: FileNotFoundError")
+    streamed = await _collect(stub.StreamTuningJobEvents(pb.StreamTuningJobEventsRequest(job_id=job.id)))
+    assert streamed[-1].state == pb.TuningJob.STATE_FAILED and streamed[-1].level == pb.TuningJobEvent.LEVEL_ERROR
+    assert not (data_dir / "jobs" / job.id).exists() and server.served_ids == {}
+    assert (await stub.ListArtifacts(pb.ListArtifactsRequest(job_id=job.id))).artifacts == []

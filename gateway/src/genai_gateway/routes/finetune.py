@@ -91,9 +91,8 @@ def _job(j: pb.TuningJob) -> dict[str, Any]:
     resolved = _hyperparameters(j.hyperparameters)
     kind = OPENAI_TYPES.get(j.method, j.method)
     error = None
-    if j.HasField("error"):
-        param = j.error.reason if j.error.reason != j.error.code else None
-        error = {"code": j.error.code.lower(), "message": j.error.message, "param": param}
+    if j.HasField("error"):  # validation errors fail the create request, so a job's error names no parameter
+        error = {"code": (j.error.reason or j.error.code).lower(), "message": j.error.message, "param": None}
     return {
         "id": j.id, "object": "fine_tuning.job", "created_at": j.create_time.seconds, "error": error,
         "fine_tuned_model": j.fine_tuned_model or None, "finished_at": _seconds(j.end_time),

@@ -30,7 +30,7 @@ from genai_finetune.basemodels import BaseModels
 from genai_finetune.jobs import model_name
 from genai_finetune.ports import ModelServer
 from genai_finetune.store import Store
-from genai_finetune.types import Artifact, Job, JobState, Level, Outcome, Page, Serving
+from genai_finetune.types import Artifact, Job, JobError, JobState, Level, Outcome, Page, Serving
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ class Artifacts:
     async def finalize(self, job: Job, outcome: Outcome) -> Job | None:
         """Register a trained job's output, serve it, and succeed the job (in that order)."""
         if not Path(outcome.path).is_dir():  # a crash between the move and the commit: nothing to register
-            await asyncio.to_thread(self._store.transition, job.id, (JobState.RUNNING,), JobState.FAILED,
-                                    "the training output is missing; run the job again", level=Level.ERROR)
+            message = "the training output is missing; run the job again"
+            await asyncio.to_thread(self._store.transition, job.id, (JobState.RUNNING,), JobState.FAILED, message,
+                                    level=Level.ERROR, error=JobError("INTERNAL", message, "OUTPUT_MISSING"))
             return None
         artifact = await asyncio.to_thread(self._artifact, job, outcome)
         served, why = await self._serve(artifact)

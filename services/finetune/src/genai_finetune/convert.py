@@ -146,7 +146,7 @@ def job_pb(job: Job) -> pb.TuningJob:
         start_time=_timestamp(job.started_at), end_time=_timestamp(job.finished_at),
     )
     if job.error is not None:
-        out.error.CopyFrom(error_pb2.ErrorDetail(code=job.error.code, reason=job.error.param or job.error.code,
+        out.error.CopyFrom(error_pb2.ErrorDetail(code=job.error.code, reason=job.error.reason or job.error.code,
                                                  message=job.error.message))
     eta = job.progress.eta_seconds
     if job.state is JobState.RUNNING and eta is not None and job.progress_at is not None:

@@ -239,7 +239,7 @@ class RayRunner:
         job = self._store.get_job(tracked.job_id)
         if job is not None and job.state is JobState.RUNNING and str(status) != "SUCCEEDED":
             error = tracked.error or JobError("INTERNAL", f"the Ray job {tracked.submission} ended {status}; "
-                                                          "see its logs on the cluster")
+                                                          "see its logs on the cluster", "RAY_JOB_FAILED")
             self._store.transition(tracked.job_id, (JobState.RUNNING,), JobState.FAILED, error.message,
                                    level=Level.ERROR, error=error, worker="", lease_until=0)
             return

@@ -278,7 +278,7 @@ class Store:
             row = rows[0]
             if row["attempts"] >= max_attempts:
                 error = JobError("INTERNAL", f"the training worker stopped {row['attempts']} times before finishing; "
-                                 "see the service log (out of memory?)")
+                                 "see the service log (out of memory?)", "WORKER_DIED")
                 db.execute("UPDATE jobs SET state = ?, error = ?, finished_at = ?, worker = '', lease_until = 0 "
                            "WHERE id = ?", [JobState.FAILED.value, json.dumps(asdict(error)), now, row["id"]])
                 self._event(db, row["id"], Level.ERROR, EventType.MESSAGE, error.message, state=JobState.FAILED)

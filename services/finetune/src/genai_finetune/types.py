@@ -114,7 +114,7 @@ class Metrics:
 class JobError:
     code: str  # an ErrorCode value such as "INVALID_ARGUMENT", or "INTERNAL"
     message: str
-    param: str = ""  # the request field at fault, such as "training_file"
+    reason: str = ""  # a stable UPPER_SNAKE identifier, such as "WORKER_DIED" or "TRAINING_FAILED"
 
 
 @dataclass(frozen=True)

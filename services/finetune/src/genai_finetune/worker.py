@@ -45,9 +45,9 @@ def failure(exc: BaseException) -> JobError:
     """A training failure as the job's error: our own errors keep their code and message; anything else is
     INTERNAL, named by its type and first line (a training error is the user's to read, e.g. out of memory)."""
     if isinstance(exc, GenAIError):
-        return JobError(exc.code.value, exc.message, exc.field_violations[0].field if exc.field_violations else "")
+        return JobError(exc.code.value, exc.message, exc.reason or "TRAINING_FAILED")
     first = (str(exc).strip().splitlines() or [""])[0][:300]
-    return JobError("INTERNAL", f"training failed: {type(exc).__name__}: {first}")
+    return JobError("INTERNAL", f"training failed: {type(exc).__name__}: {first}", "TRAINING_FAILED")
 
 
 class StoreReporter:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from genai_core.errors import InvalidArgument
@@ -50,7 +51,8 @@ def _layers(cache) -> list[Layer]:
 
 class PromptLearningEngine:
     name = "torch"
-    supports_adapters = False
+    supports_adapters = False  # its own adapter is built in; LoRA adapters go to the default model
+    adapters: Mapping[str, Path] = MappingProxyType({})
 
     # The Adapters part of the engine protocol: its virtual tokens are its adaptation; LoRA cannot stack on them.
     @property
@@ -91,6 +93,12 @@ class PromptLearningEngine:
                             revision=f"{info.revision}+{kind.lower()}")
         self.eos_token_ids = eos_ids(source.directory)
         self.peft_type = kind
+
+    def load_adapter(self, name: str, path: Path) -> None:
+        raise adapters_unsupported(self.name)
+
+    def unload_adapter(self, name: str) -> None:
+        raise adapter_not_loaded(name)
 
     def _forward(self, input_ids, attention_mask, position_ids, layers: list[Layer]):
         cache = DynamicCache()
