@@ -54,17 +54,6 @@ class PromptLearningEngine:
     supports_adapters = False  # its own adapter is built in; LoRA adapters go to the default model
     adapters: Mapping[str, Path] = MappingProxyType({})
 
-    # The Adapters part of the engine protocol: its virtual tokens are its adaptation; LoRA cannot stack on them.
-    @property
-    def adapters(self) -> dict[str, Path]:
-        return {}
-
-    def load_adapter(self, name: str, path: Path) -> None:
-        raise adapters_unsupported("prompt-learning")
-
-    def unload_adapter(self, name: str) -> None:
-        raise adapter_not_loaded(name)
-
     def __init__(self, source: ModelSource, adapter_dir: Path, model_id: str, *, threads: int = 2) -> None:
         from peft import PeftModel
 
