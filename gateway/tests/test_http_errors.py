@@ -331,7 +331,7 @@ async def test_train_vocab_size_out_of_bounds_is_400(client, assert_envelope, vo
 
 
 async def test_train_duplicate_without_overwrite_is_409(client, assert_envelope):
-    body = {"id": "gw-dup", "kind": "wordpiece", "vocab_size": 150, "texts": CORPUS}
+    body = {"id": "gw-dup", "kind": "wordpiece", "vocab_size": 100, "texts": CORPUS}  # what this small corpus holds
     first = await client.post("/v1/tokenizers", json=body)
     assert first.status_code == 201, first.text
     r = await client.post("/v1/tokenizers", json=body)

@@ -110,6 +110,9 @@ def suite(tmp_path_factory) -> Suite:
     mcp = work / "mcp.yaml"
     mcp.write_text('servers:\n  demo:\n    command: "{python}"\n    args: ["-m", "genai_agent.mcp_demo"]\n')
     env["GENAI_AGENT_MCP_SERVERS"] = str(mcp)
+    # The inference service loads fine-tune artifacts by id from the fine-tune service's data dir (a shared volume).
+    env["GENAI_INFERENCE_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")
+    env["GENAI_EMBEDDING_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")  # encoders and rerankers
     names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
     log = work / "honcho.log"
     logs = {name: work / f"{name}.log" for name in RESTARTABLE}

@@ -21,7 +21,7 @@ def test_ready_and_tokenize_over_http(suite):
     assert ready == {
         "status": "ready",
         "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING",
-                     "agent": "SERVING", "evaluation": "SERVING"},
+                     "agent": "SERVING", "evaluation": "SERVING", "finetune": "SERVING"},
         "not_ready": [],
     }
     reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})

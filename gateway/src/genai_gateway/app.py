@@ -17,7 +17,9 @@ from genai_gateway.routes import (
     agent,
     embeddings,
     evaluation,
+    finetune,
     health,
+    images,
     langgraph,
     lmeval,
     models,
@@ -67,6 +69,8 @@ def build_app(settings: GatewaySettings, tracer_provider: TracerProvider | None 
     app.include_router(langgraph.router, dependencies=[api_keys])
     app.include_router(evaluation.router, dependencies=[api_keys])
     app.include_router(lmeval.router, dependencies=[api_keys])
+    app.include_router(finetune.router, dependencies=[api_keys])
+    app.include_router(images.router, dependencies=[api_keys])
     app.add_middleware(GatewayMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_body_bytes)
 
     def schema() -> dict:

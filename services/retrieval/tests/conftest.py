@@ -78,6 +78,7 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     from genai_inference import backends
     from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
+    from genai_inference.registry import ModelRegistry
     from genai_inference.servicer import service_spec
     from genai_inference.settings import InferenceSettings
 
@@ -90,7 +91,7 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
         pytest.fail(f"the default inference model did not load: {exc}")
     await built.backend.start()
     deferred = Deferred("inference engine")
-    deferred.set(Inference(built.backend, built.tokenizer, settings))
+    deferred.set(ModelRegistry.around(Inference(built.backend, built.tokenizer, settings)))  # what the servicer serves
     async with running_server([service_spec(deferred)]) as (_server, channel):
         yield channel
     await built.backend.close()

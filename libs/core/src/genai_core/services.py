@@ -72,6 +72,7 @@ SERVICES: dict[str, Service] = {
         _service("retrieval", 4),
         _service("agent", 5),
         _service("evaluation", 6),
+        _service("finetune", 7),
     )
 }
 

@@ -14,6 +14,7 @@ from genai_core.errors import GenAIError, InvalidArgument
 from genai_core.server import ServiceSpec
 
 from genai_embedding.embedder import Embedder, EmbedOptions, EmbedResult, Kind, Truncation
+from genai_embedding.loaded import LoadedKind
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             span.input_documents([spans.Document(str(i), content=p) for i, p in enumerate(request.passages)])
         result = await self._embedder.rerank(
             request.model, request.query, list(request.passages), top_n=top_n, return_text=request.return_text,
-            truncation=_TRUNCATION[request.truncation],
+            truncation=_TRUNCATION[request.truncation], raw_scores=request.raw_scores,
         )
         span.request(model=result.model).usage(result.prompt_tokens).documents(
             [spans.Document(str(r.index), r.score) for r in result.results])
@@ -173,13 +174,24 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         info = self._embedder.info(request.model)
         return pb.GetInfoResponse(
             request_id=rpc.request_id(request), model=info.model, revision=info.revision,
-            model_type=pb.MODEL_TYPE_EMBEDDING, dimensions=info.dimensions,
+            model_type=pb.MODEL_TYPE_RERANKER if info.reranker else pb.MODEL_TYPE_EMBEDDING, dimensions=info.dimensions,
             sparse_dimensions=info.sparse_dimensions, max_input_tokens=info.max_input_tokens,
             max_batch_size=info.max_batch_size, max_batch_tokens=info.max_batch_tokens,
             max_message_bytes=self._max_message_bytes, pooling=pb.POOLING_MEAN,
             engine=info.engine, engine_version=info.engine_version, models=info.models,
             sparse_models=info.sparse_models,
         )
+
+    async def LoadModel(self, request, context):
+        info = await self._embedder.load_model(request.model_id, request.artifact_id)
+        return pb.LoadModelResponse(request_id=rpc.request_id(request), model_id=info.id, model_type=_LOADED[info.kind])
+
+    async def UnloadModel(self, request, context):
+        info = await self._embedder.unload_model(request.model_id)
+        return pb.UnloadModelResponse(request_id=rpc.request_id(request), model_id=info.id, model_type=_LOADED[info.kind])
+
+
+_LOADED = {LoadedKind.ENCODER: pb.MODEL_TYPE_EMBEDDING, LoadedKind.CROSS_ENCODER: pb.MODEL_TYPE_RERANKER}
 
 
 def service_spec(embedder: Deferred[Embedder], max_message_bytes: int = 0) -> ServiceSpec:

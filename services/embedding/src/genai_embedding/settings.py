@@ -39,6 +39,9 @@ class EmbeddingSettings:
     sparse_k1: float = bm25.K1
     sparse_b: float = bm25.B
     sparse_avg_doc_tokens: float = bm25.AVG_DOC_TERMS  # BM25 average document length in analysed terms (~a 200-token chunk)
+    # Models loaded at run time (LoadModel) from the fine-tune service's artifacts: its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
+    max_loaded_models: int = 4
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):

@@ -19,6 +19,7 @@ from genai_inference import backends  # noqa: E402
 from genai_inference.engines.base import Backend  # noqa: E402
 from genai_inference.generation import Inference  # noqa: E402
 from genai_inference.metrics import InferenceMetrics  # noqa: E402
+from genai_inference.registry import ModelRegistry  # noqa: E402
 from genai_inference.servicer import service_spec  # noqa: E402
 from genai_inference.settings import Settings  # noqa: E402
 
@@ -27,7 +28,7 @@ def main() -> None:
     settings = Settings.from_env(os.environ)
     grpc_metrics = GrpcMetrics("inference")
     metrics = InferenceMetrics(grpc_metrics.registry)
-    inference: Deferred[Inference] = Deferred("inference engine")
+    models: Deferred[ModelRegistry] = Deferred("inference engine")
 
     backend: Backend | None = None
 
@@ -36,14 +37,16 @@ def main() -> None:
         built = await asyncio.to_thread(backends.build, settings.inference, metrics)
         backend = built.backend
         await backend.start()
-        inference.set(Inference(backend, built.tokenizer, settings.inference))
+        # The default model, and the models LoadModel adds beside it (fine-tuned weights, prompt/prefix adapters).
+        models.set(ModelRegistry.around(Inference(backend, built.tokenizer, settings.inference), metrics))
 
-    async def close() -> None:  # after SIGTERM drained the calls: stop the worker, free the model
+    async def close() -> None:  # after SIGTERM drained the calls: stop the workers, free the models
         if backend is not None:
+            await models.get().close()
             await backend.close()
 
     asyncio.run(
-        run_service(settings.server, "inference", [service_spec(inference)], ready=ready, close=close,
+        run_service(settings.server, "inference", [service_spec(models)], ready=ready, close=close,
                     metrics=grpc_metrics)
     )
 

@@ -32,7 +32,7 @@ class InferenceSettings:
     cache_dir: Path = Path("var/cache")
     data_dir: Path = Path("var/inference")  # adapters to serve live under data_dir/adapters
     threads: int = 2
-    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README)
+    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README) | int4
     max_batch_size: int = 16
     max_queue: int = 64
     max_new_tokens: int = INFERENCE.max_new_tokens  # default and cap per request
@@ -40,6 +40,9 @@ class InferenceSettings:
     max_top_logprobs: int = INFERENCE.max_top_logprobs
     max_samples: int = INFERENCE.max_samples
     max_loaded_adapters: int = 8
+    max_loaded_models: int = 2  # LoadModel: models beside the default one, each a full copy of its weights
+    # The fine-tune service's artifacts (LoadAdapter/LoadModel by artifact id): its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
     remote_url: str = ""  # tgi/openai engines: the server's base URL
     remote_api_key: str = ""
     remote_model: str = ""  # openai engine: the model name on the remote server
@@ -50,8 +53,8 @@ class InferenceSettings:
         return self.data_dir / "adapters"
 
     def __post_init__(self) -> None:
-        if self.onnx_precision not in ("fp32", "int8"):
-            raise ValueError("onnx_precision must be fp32 or int8")
+        if self.onnx_precision not in ("fp32", "int8", "int4"):
+            raise ValueError("onnx_precision must be fp32, int8 or int4")
         if self.engine in (EngineName.TGI, EngineName.OPENAI) and not self.remote_url:
             raise ValueError(f"engine {self.engine.value} needs GENAI_INFERENCE_REMOTE_URL")
         if self.max_batch_size < 1 or self.max_queue < 1:

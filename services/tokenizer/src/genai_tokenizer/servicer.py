@@ -225,6 +225,13 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         reply.training_duration.FromTimedelta(timedelta(seconds=trained.seconds))
         return reply
 
+    async def GetTokenizerFiles(self, request, context):
+        tok, files = await asyncio.to_thread(self._registry.files, request.tokenizer)
+        return pb.GetTokenizerFilesResponse(
+            request_id=rpc.request_id(request), tokenizer=info_to_proto(tok.info),
+            files=[pb.TokenizerFile(name=name, content=content) for name, content in files],
+        )
+
 
 def service_spec(registry: TokenizerRegistry) -> ServiceSpec:
     servicer = TokenizerServicer(registry)
