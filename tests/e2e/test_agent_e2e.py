@@ -177,7 +177,7 @@ async def test_unknown_assistant_tool_and_thread(suite):
         await lg.assistants.create(graph_id="react", name="bad", context={"tools": ["teleport"]})
     assert "unknown tool 'teleport'" in bad.value.response.text
     stream = httpx.post(f"{suite.base_url}/langgraph/runs/stream", json={"assistant_id": "react", "stream_mode": "debug"})
-    assert stream.status_code == 501
+    assert stream.status_code == 400 and stream.json()["error"]["param"] == "stream_mode"
 
 
 async def test_mcp_tool_over_stdio(suite):

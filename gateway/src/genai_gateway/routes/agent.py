@@ -7,18 +7,17 @@ Responses are the proto messages as JSON (field names as in ``genai.agent.v1``).
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from genai.agent.v1 import agent_service_pb2 as pb
+from genai_core.limits import AGENT
 
 from genai_gateway.errors import call
 from genai_gateway.routes import agent_render as render
 from genai_gateway.routes import calls
+from genai_gateway.routes._tenant import Tenant
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(prefix="/v1/agent", tags=["agent"])
-
-Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns threads and assistants")]
+router = APIRouter(prefix="/v1/agent", tags=["agent"], route_class=ApiRoute)
 
 
 @router.get("/info", summary="The agent runtime, its graphs, defaults and limits")
@@ -37,7 +36,7 @@ async def list_tools(request: Request, x_tenant: Tenant = "default",
 
 @router.get("/threads/{thread_id}/checkpoints", summary="A thread's checkpoints, newest first (without values)")
 async def list_checkpoints(thread_id: str, request: Request, x_tenant: Tenant = "default",
-                           limit: int = Query(10, ge=1, le=1000), before: str = "",
+                           limit: int = Query(10, ge=1, le=AGENT.max_page_size), before: str = "",
                            run_id: str = Query("", description="only the checkpoints this run wrote")):
     metadata = pb.ListCheckpointsRequest().metadata
     if run_id:

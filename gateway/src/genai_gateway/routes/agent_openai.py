@@ -18,14 +18,16 @@ from typing import Any
 import grpc
 from fastapi import Request
 from genai.agent.v1 import agent_service_pb2 as pb
+from genai_core.limits import AGENT
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import agent_render as render
-from genai_gateway.routes import calls, sse
+from genai_gateway.routes import calls, openai_legacy, sse
 from genai_gateway.routes import openai_protocol as api
+from genai_gateway.routes._tenant import tenant_of
 
 PREFIX = "agent:"
-TENANT = "x-tenant"  # as on the native routes; assistants of other tenants are not found
+# Legacy "function" messages are rewritten as tool messages first (openai_legacy).
 _ROLES = {"system": "system", "developer": "system", "user": "human", "assistant": "ai", "tool": "tool"}
 
 
@@ -35,31 +37,34 @@ def is_agent(model: str) -> bool:
 
 def _input(body: api.ChatCompletionRequest) -> pb.StateValues:
     out = pb.StateValues()
-    for m in body.messages:
+    for i, m in enumerate(openai_legacy.as_tools(body).messages):
         content = m.content if isinstance(m.content, str) else "".join(p.text for p in m.content or [])
         message = out.messages.add(type=_ROLES[m.role], content=content, name=m.name or "",
                                    tool_call_id=m.tool_call_id or "")
-        for c in m.tool_calls or []:
+        for j, c in enumerate(m.tool_calls or []):
             try:
                 args = json.loads(c.function.arguments or "{}")
             except ValueError:
                 args = {}
-            call_ = message.tool_calls.add(id=c.id, name=c.function.name)
-            call_.args.update(args if isinstance(args, dict) else {})
+            args = args if isinstance(args, dict) else {}
+            message.tool_calls.add(id=c.id, name=c.function.name,
+                                   args=render.struct(args, f"messages[{i}].tool_calls[{j}].function.arguments"))
     return out
 
 
 async def _open(body: api.ChatCompletionRequest, request: Request) -> Any:
-    spec = pb.RunSpec(assistant_id=body.model[len(PREFIX):], input=_input(body), on_disconnect=pb.ON_DISCONNECT_CANCEL)
-    stream = calls.stub(request, "agent").StreamRun(pb.StreamRunRequest(
-        request_id=calls.request_id(request), tenant=request.headers.get(TENANT, ""), run=spec, stream_modes=[pb.STREAM_MODE_MESSAGES, pb.STREAM_MODE_VALUES]))
+    message = pb.StreamRunRequest(
+        request_id=calls.request_id(request), tenant=tenant_of(request), stream_modes=[pb.STREAM_MODE_MESSAGES,
+                                                                                       pb.STREAM_MODE_VALUES],
+        run=pb.RunSpec(assistant_id=body.model[len(PREFIX):], input=_input(body), on_disconnect=pb.ON_DISCONNECT_CANCEL))
+    stream = calls.stub(request, "agent").StreamRun(message)
     try:
         first = await call(stream.read(), {r"^run\.input\.": "", r"^run\.assistant_id": "model"})
     except BaseException:
         stream.cancel()
         raise
     if first is grpc.aio.EOF:
-        raise GatewayError(500, "the agent service ended the stream before the run started", "server_error", "internal")
+        raise render.ended_early()
     return stream
 
 
@@ -135,13 +140,14 @@ def _card(a: pb.Assistant) -> api.ModelCard:
 
 async def model_cards(request: Request) -> list[api.ModelCard]:
     """The assistants as models (a row of routes/models.py's SOURCES, which skips a downed service)."""
-    reply = await call(calls.stub(request, "agent").ListAssistants(pb.ListAssistantsRequest(
-        request_id=calls.request_id(request), tenant=request.headers.get(TENANT, ""), limit=1000)))
+    message = pb.ListAssistantsRequest(request_id=calls.request_id(request), tenant=tenant_of(request),
+                                       limit=AGENT.max_page_size)
+    reply = await call(calls.stub(request, "agent").ListAssistants(message))
     return [_card(a) for a in reply.assistants]
 
 
 async def model_card(model: str, request: Request) -> api.ModelCard:
-    reply = await call(calls.stub(request, "agent").GetAssistant(pb.GetAssistantRequest(
-        request_id=calls.request_id(request), tenant=request.headers.get(TENANT, ""),
-        assistant_id=model[len(PREFIX):])))
+    message = pb.GetAssistantRequest(request_id=calls.request_id(request), tenant=tenant_of(request),
+                                     assistant_id=model[len(PREFIX):])
+    reply = await call(calls.stub(request, "agent").GetAssistant(message))
     return _card(reply.assistant)

@@ -3,19 +3,23 @@ run's typed events rendered as that server's SSE events, per stream mode.
 
 Messages take LangChain's ``model_dump()`` shape (``type`` human / ai / tool / system, ``AIMessageChunk``
 for streamed parts); state values are ``{"messages": [...], <graph keys>}`` plus ``__interrupt__`` in
-streamed values when the run stopped at an interrupt.
+streamed values when the run stopped at an interrupt. Free-form JSON objects of requests (metadata, state
+values, tool arguments) become ``Struct``s through ``struct``, which answers 400 for what a Struct cannot hold.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import grpc
 from genai.agent.v1 import agent_service_pb2 as pb
 from genai_core.structs import struct_to_dict, whole_numbers
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
+
+from genai_gateway.errors import GatewayError
+from genai_gateway.routes.langgraph_protocol import StreamModeName
 
 RUN_STATUS = {pb.RUN_STATUS_PENDING: "pending", pb.RUN_STATUS_RUNNING: "running",
               pb.RUN_STATUS_INTERRUPTED: "interrupted", pb.RUN_STATUS_SUCCESS: "success",
@@ -38,6 +42,32 @@ def time(ts: Any) -> str:
 
 def jsonify(message: Any) -> dict[str, Any]:
     return whole_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _bad(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
+
+
+def struct(value: Any, param: str) -> struct_pb2.Struct:
+    """A JSON object as a Struct; anything a Struct cannot hold (a number beyond a double) is a 400."""
+    s = struct_pb2.Struct()
+    if value is None:
+        return s
+    if not isinstance(value, dict):
+        raise _bad(param, "a JSON object")
+    try:
+        s.update(value)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise _bad(param, f"holds a value protobuf cannot carry ({exc})") from None
+    return s
+
+
+def ended_early() -> GatewayError:
+    """A run stream that ended before its first event: the agent service stopped (a restart drains its
+    streams), not a request the client got wrong; the run, if it was created, can be found and joined."""
+    return GatewayError(503, "the agent service ended the run's stream before it started (it may be restarting); "
+                             "retry shortly, or list the thread's runs to join one that was created",
+                        "service_unavailable_error", "unavailable")
 
 
 # -- messages and state ---------------------------------------------------------------------------------------
@@ -165,7 +195,7 @@ async def outcome(stream: Any, read: Any) -> tuple[pb.StateValues | None, int, A
 
 # -- SSE ------------------------------------------------------------------------------------------------------
 
-SUPPORTED_MODES = ("values", "updates", "messages-tuple", "messages", "tasks", "custom")
+SUPPORTED_MODES = get_args(StreamModeName)
 # What each LangGraph stream mode needs from the agent service (``messages`` needs node updates to know
 # when a streamed message is complete).
 MODE_EVENTS = {

@@ -13,31 +13,36 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from genai.agent.v1 import agent_service_pb2 as pb
+from genai_core.limits import AGENT
 from google.protobuf import json_format, struct_pb2
 
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import agent_render as render
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import langgraph_protocol as api
+from genai_gateway.routes._bounds import JSON_SAFE_MAX, UINT32_MAX
+from genai_gateway.routes._tenant import Tenant
+from genai_gateway.routing import ApiRoute
 
 PREFIX = "/langgraph"
-router = APIRouter(prefix=PREFIX, tags=["langgraph"])
+router = APIRouter(prefix=PREFIX, tags=["langgraph"], route_class=ApiRoute)
 
-Tenant = Annotated[str, Header(alias="X-Tenant", description="the tenant that owns threads and assistants")]
+# The sequence of the last event a reconnecting client saw (what this server sent as ``id:``).
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,15}$",
+                                           description="resume after this event (its `id:`)")]
 MODES = {"values": pb.STREAM_MODE_VALUES, "updates": pb.STREAM_MODE_UPDATES, "messages": pb.STREAM_MODE_MESSAGES,
          "tasks": pb.STREAM_MODE_TASKS, "custom": pb.STREAM_MODE_CUSTOM}
 MODE_NAMES = {pb.STREAM_MODE_VALUES: "values", pb.STREAM_MODE_UPDATES: "updates",
               pb.STREAM_MODE_MESSAGES: "messages-tuple", pb.STREAM_MODE_TASKS: "tasks",
               pb.STREAM_MODE_CUSTOM: "custom"}
 STRATEGIES = {None: pb.MULTITASK_STRATEGY_UNSPECIFIED, "reject": pb.MULTITASK_STRATEGY_REJECT,
-              "enqueue": pb.MULTITASK_STRATEGY_ENQUEUE, "interrupt": pb.MULTITASK_STRATEGY_INTERRUPT,
-              "rollback": pb.MULTITASK_STRATEGY_ROLLBACK}
+              "enqueue": pb.MULTITASK_STRATEGY_ENQUEUE, "interrupt": pb.MULTITASK_STRATEGY_INTERRUPT}
 THREAD_STATUS = {"idle": pb.THREAD_STATUS_IDLE, "busy": pb.THREAD_STATUS_BUSY,
                  "interrupted": pb.THREAD_STATUS_INTERRUPTED, "error": pb.THREAD_STATUS_ERROR}
 RUN_STATUS = {"pending": pb.RUN_STATUS_PENDING, "running": pb.RUN_STATUS_RUNNING,
@@ -49,17 +54,8 @@ PROVIDERS = {"inference": pb.MODEL_PROVIDER_INFERENCE, "openai": pb.MODEL_PROVID
 RENAMES = {r"^run\.input\.": "input.", r"^run\.command\.": "command.", r"^run\.": "", r"^spec\.": "context."}
 
 
-def _bad(param: str, message: str, status: int = 400) -> GatewayError:
-    code, type_ = ("invalid_argument", "invalid_request_error") if status == 400 else (
-        "not_implemented", "not_implemented_error")
-    return GatewayError(status, f"{param}: {message}", type_, code, param)
-
-
-def _struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    if value:
-        s.update(value)
-    return s
+def _bad(param: str, message: str) -> GatewayError:
+    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
 def _base(request: Request) -> str:
@@ -73,7 +69,9 @@ def _content(value: Any, param: str) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in value)
+        parts = [p.get("text", "") if isinstance(p, dict) else p for p in value]
+        if all(isinstance(p, str) for p in parts):
+            return "".join(parts)
     if value is None:
         return ""
     raise _bad(param, "content is a string or a list of text parts")
@@ -90,19 +88,28 @@ def _message(value: Any, param: str) -> pb.Message:
     out = pb.Message(type=kind, content=_content(value.get("content"), f"{param}.content"),
                      id=str(value.get("id") or ""), name=str(value.get("name") or ""),
                      tool_call_id=str(value.get("tool_call_id") or ""), status=str(value.get("status") or ""))
-    for i, c in enumerate(value.get("tool_calls") or []):
-        function = c.get("function") if isinstance(c, dict) else None
-        if function is not None:  # OpenAI's shape: arguments as a JSON text
+    calls = value.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise _bad(f"{param}.tool_calls", "a list of tool calls")
+    for i, c in enumerate(calls):
+        where = f"{param}.tool_calls[{i}]"
+        if not isinstance(c, dict):
+            raise _bad(where, "a tool call is an object")
+        function = c.get("function")
+        if isinstance(function, dict):  # OpenAI's shape: arguments as a JSON text
+            arguments = function.get("arguments") or "{}"
             try:
-                args = json.loads(function.get("arguments") or "{}")
+                args = json.loads(arguments) if isinstance(arguments, str) else None
             except ValueError:
-                raise _bad(f"{param}.tool_calls[{i}].function.arguments", "not valid JSON") from None
-            name = function.get("name", "")
-        elif isinstance(c, dict):
-            args, name = c.get("args") or {}, c.get("name", "")
+                args = None
+            if not isinstance(args, dict):
+                raise _bad(f"{where}.function.arguments", "a JSON object as text") from None
+            name, args_param = function.get("name", ""), f"{where}.function.arguments"
+        elif function is None:
+            args, name, args_param = c.get("args") or {}, c.get("name", ""), f"{where}.args"
         else:
-            raise _bad(f"{param}.tool_calls[{i}]", "a tool call is an object")
-        out.tool_calls.append(pb.ToolCall(id=str(c.get("id") or ""), name=str(name), args=_struct(args)))
+            raise _bad(f"{where}.function", 'an object with "name" and "arguments"')
+        out.tool_calls.append(pb.ToolCall(id=str(c.get("id") or ""), name=str(name), args=render.struct(args, args_param)))
     return out
 
 
@@ -118,14 +125,14 @@ def state_values(value: dict[str, Any] | list[dict[str, Any]] | None, param: str
     if not isinstance(messages, list):
         raise _bad(f"{param}.messages", "a list of messages")
     return pb.StateValues(messages=[_message(m, f"{param}.messages[{i}]") for i, m in enumerate(messages)],
-                          values=_struct(value))
+                          values=render.struct(value, param))
 
 
-def _modes(stream_mode: Any) -> list[str]:
+def _modes(stream_mode: str | list[str] | None) -> list[str]:
     names = [stream_mode] if isinstance(stream_mode, str) else list(stream_mode or ["values"])
-    for name in names:
+    for name in names:  # the body's schema lists the served modes; a join's query is checked here
         if name not in render.SUPPORTED_MODES:
-            raise _bad("stream_mode", f"{name!r} is not served; use {', '.join(render.SUPPORTED_MODES)}", 501)
+            raise _bad("stream_mode", f"{name!r} is not served; use {', '.join(render.SUPPORTED_MODES)}")
     return names
 
 
@@ -133,35 +140,30 @@ def _proto_modes(names: list[str]) -> list[int]:
     return sorted({m for n in names for m in render.MODE_EVENTS[n]})
 
 
-def spec(context: dict[str, Any] | None, config: dict[str, Any] | None, param: str = "context") -> pb.AgentSpec:
+def spec(context: dict[str, Any] | None, config: api.Config | None, param: str = "context") -> pb.AgentSpec:
     data = dict(context or {})
-    model = dict(data.get("model") or {})
+    model = data.get("model") or {}
+    if not isinstance(model, dict):
+        raise _bad(f"{param}.model", 'an object such as {"name": "...", "provider": "inference"}')
+    model = dict(model)
     if isinstance(model.get("provider"), str) and model["provider"] in PROVIDERS:
         model["provider"] = PROVIDERS[model["provider"]]
     if model:
         data["model"] = model
-    limit = (config or {}).get("recursion_limit")
-    if limit is not None:
-        data["max_steps"] = limit
+    if config is not None and config.recursion_limit is not None:
+        data["max_steps"] = config.recursion_limit
     try:
         return json_format.ParseDict(data, pb.AgentSpec())
-    except json_format.ParseError as exc:
-        raise _bad(param, str(exc)) from None
-
-
-def _unserved(body: api.RunCreate) -> None:
-    for name in ("webhook", "after_seconds"):
-        if getattr(body, name) is not None:
-            raise _bad(name, "not served by this agent server", 501)
+    except (json_format.ParseError, OverflowError, ValueError, TypeError) as exc:
+        raise _bad(param, str(exc)[:300]) from None
 
 
 def run_spec(body: api.RunCreate, thread_id: str) -> pb.RunSpec:
-    _unserved(body)
-    config = body.config or {}
-    configurable = {**(config.get("configurable") or {}), **(body.context or {})}
+    config = body.config or api.Config()
+    configurable = {**(config.configurable or {}), **(body.context or {})}
     out = pb.RunSpec(
-        thread_id=thread_id, assistant_id=body.assistant_id, metadata=_struct(body.metadata),
-        configurable=_struct(configurable), multitask_strategy=STRATEGIES[body.multitask_strategy],
+        thread_id=thread_id, assistant_id=body.assistant_id, metadata=render.struct(body.metadata, "metadata"),
+        configurable=render.struct(configurable, "context" if body.context else "config.configurable"), multitask_strategy=STRATEGIES[body.multitask_strategy],
         create_thread=body.if_not_exists == "create", keep_thread=body.on_completion == "keep",
         checkpoint_id=body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else "") or "",
         interrupt_before=[body.interrupt_before] if isinstance(body.interrupt_before, str) else body.interrupt_before or [],
@@ -169,14 +171,17 @@ def run_spec(body: api.RunCreate, thread_id: str) -> pb.RunSpec:
         on_disconnect={None: pb.ON_DISCONNECT_UNSPECIFIED, "cancel": pb.ON_DISCONNECT_CANCEL,
                        "continue": pb.ON_DISCONNECT_CONTINUE}[body.on_disconnect],
     )
-    if isinstance(config.get("recursion_limit"), int):
-        out.max_steps = config["recursion_limit"]
+    if config.recursion_limit is not None:
+        out.max_steps = config.recursion_limit
     if body.input is not None:
         out.input.CopyFrom(state_values(body.input, "input"))
     if body.command is not None:
         command = out.command
         if "resume" in body.command.model_fields_set:
-            command.resume.CopyFrom(json_format.ParseDict(body.command.resume, struct_pb2.Value()))
+            try:
+                command.resume.CopyFrom(json_format.ParseDict(body.command.resume, struct_pb2.Value()))
+            except (json_format.ParseError, OverflowError, ValueError, TypeError) as exc:
+                raise _bad("command.resume", str(exc)[:300]) from None
         if body.command.update is not None:
             command.update.CopyFrom(state_values(body.command.update, "command.update"))
         goto = body.command.goto
@@ -211,7 +216,7 @@ async def create_assistant(body: api.AssistantCreate, request: Request, x_tenant
     message = pb.CreateAssistantRequest(
         request_id=calls.request_id(request), tenant=x_tenant, assistant_id=body.assistant_id or "",
         graph_id=body.graph_id, name=body.name or "", description=body.description or "",
-        spec=spec(body.context, body.config), metadata=_struct(body.metadata),
+        spec=spec(body.context, body.config), metadata=render.struct(body.metadata, "metadata"),
         if_exists=pb.IF_EXISTS_DO_NOTHING if body.if_exists == "do_nothing" else pb.IF_EXISTS_RAISE)
     reply = await call(calls.stub(request, "agent").CreateAssistant(message), RENAMES)
     return render.assistant(reply.assistant)
@@ -222,7 +227,7 @@ async def search_assistants(body: api.AssistantSearch, request: Request, respons
                             x_tenant: Tenant = "default"):
     reply = await call(calls.stub(request, "agent").ListAssistants(pb.ListAssistantsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, graph_id=body.graph_id or "", name=body.name or "",
-        metadata=_struct(body.metadata), limit=body.limit, offset=body.offset)))
+        metadata=render.struct(body.metadata, "metadata"), limit=body.limit, offset=body.offset)))
     if body.offset + len(reply.assistants) < reply.total_count:
         response.headers["X-Pagination-Next"] = str(body.offset + len(reply.assistants))
     return [render.assistant(a) for a in reply.assistants]
@@ -232,7 +237,7 @@ async def search_assistants(body: api.AssistantSearch, request: Request, respons
 async def count_assistants(body: api.AssistantSearch, request: Request, x_tenant: Tenant = "default") -> int:
     reply = await call(calls.stub(request, "agent").ListAssistants(pb.ListAssistantsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, graph_id=body.graph_id or "", name=body.name or "",
-        metadata=_struct(body.metadata), limit=1)))
+        metadata=render.struct(body.metadata, "metadata"), limit=1)))
     return reply.total_count
 
 
@@ -257,7 +262,7 @@ async def update_assistant(assistant_id: str, body: api.AssistantUpdate, request
         merged = {**render.spec(current.assistant.spec), **(body.context or {})}
         message.spec.CopyFrom(spec(merged, body.config))
     if body.metadata is not None:
-        message.metadata.CopyFrom(_struct(body.metadata))
+        message.metadata.CopyFrom(render.struct(body.metadata, "metadata"))
     reply = await call(calls.stub(request, "agent").UpdateAssistant(message), RENAMES)
     return render.assistant(reply.assistant)
 
@@ -283,21 +288,17 @@ async def _thread_json(request: Request, tenant: str, thread: pb.Thread) -> dict
 
 @router.post("/threads", summary="Create a thread")
 async def create_thread(body: api.ThreadCreate, request: Request, x_tenant: Tenant = "default"):
-    if body.supersteps:
-        raise _bad("supersteps", "not served; create the thread, then update its state", 501)
     reply = await call(calls.stub(request, "agent").CreateThread(pb.CreateThreadRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=body.thread_id or "",
-        metadata=_struct(body.metadata),
+        metadata=render.struct(body.metadata, "metadata"),
         if_exists=pb.IF_EXISTS_DO_NOTHING if body.if_exists == "do_nothing" else pb.IF_EXISTS_RAISE)))
     return render.thread(reply.thread)
 
 
 @router.post("/threads/search", summary="Search the tenant's threads")
 async def search_threads(body: api.ThreadSearch, request: Request, x_tenant: Tenant = "default"):
-    if body.values:
-        raise _bad("values", "filtering threads by state values is not served; filter by metadata", 501)
     reply = await call(calls.stub(request, "agent").ListThreads(pb.ListThreadsRequest(
-        request_id=calls.request_id(request), tenant=x_tenant, metadata=_struct(body.metadata),
+        request_id=calls.request_id(request), tenant=x_tenant, metadata=render.struct(body.metadata, "metadata"),
         status=THREAD_STATUS.get(body.status or "", pb.THREAD_STATUS_UNSPECIFIED), thread_ids=body.ids or [],
         limit=body.limit, offset=body.offset, include_values=True)))
     return [render.thread(t) for t in reply.threads]
@@ -306,7 +307,7 @@ async def search_threads(body: api.ThreadSearch, request: Request, x_tenant: Ten
 @router.post("/threads/count", summary="Count the tenant's threads")
 async def count_threads(body: api.ThreadSearch, request: Request, x_tenant: Tenant = "default") -> int:
     reply = await call(calls.stub(request, "agent").ListThreads(pb.ListThreadsRequest(
-        request_id=calls.request_id(request), tenant=x_tenant, metadata=_struct(body.metadata),
+        request_id=calls.request_id(request), tenant=x_tenant, metadata=render.struct(body.metadata, "metadata"),
         status=THREAD_STATUS.get(body.status or "", pb.THREAD_STATUS_UNSPECIFIED), limit=1)))
     return reply.total_count
 
@@ -321,7 +322,7 @@ async def get_thread(thread_id: str, request: Request, x_tenant: Tenant = "defau
 @router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
 async def update_thread(thread_id: str, body: api.ThreadUpdate, request: Request, x_tenant: Tenant = "default"):
     reply = await call(calls.stub(request, "agent").UpdateThread(pb.UpdateThreadRequest(
-        request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, metadata=_struct(body.metadata))))
+        request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, metadata=render.struct(body.metadata, "metadata"))))
     return render.thread(reply.thread)
 
 
@@ -356,10 +357,11 @@ async def post_state_at(thread_id: str, body: api.StateCheckpointRequest, reques
 
 @router.post("/threads/{thread_id}/state", summary="Write values into a thread's state")
 async def update_state(thread_id: str, body: api.StateUpdate, request: Request, x_tenant: Tenant = "default"):
-    reply = await call(calls.stub(request, "agent").UpdateThreadState(pb.UpdateThreadStateRequest(
+    message = pb.UpdateThreadStateRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id,
         values=state_values(body.values, "values"), as_node=body.as_node or "",
-        checkpoint_id=body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else "") or "")))
+        checkpoint_id=body.checkpoint_id or (body.checkpoint.checkpoint_id if body.checkpoint else "") or "")
+    reply = await call(calls.stub(request, "agent").UpdateThreadState(message))
     return {"checkpoint": render.checkpoint(reply.checkpoint)}
 
 
@@ -368,7 +370,7 @@ async def history(thread_id: str, body: api.HistoryRequest, request: Request, x_
     before = body.before if isinstance(body.before, str) else (body.before.checkpoint_id if body.before else "")
     reply = await call(calls.stub(request, "agent").ListCheckpoints(pb.ListCheckpointsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, limit=body.limit,
-        before_checkpoint_id=before or "", metadata=_struct(body.metadata), include_values=True)))
+        before_checkpoint_id=before or "", metadata=render.struct(body.metadata, "metadata"), include_values=True)))
     return [render.thread_state(s, thread_id) for s in reply.states]
 
 
@@ -393,7 +395,7 @@ async def _open(request: Request, tenant: str, spec_: pb.RunSpec, modes: list[in
         stream.cancel()
         raise
     if first is grpc.aio.EOF:
-        raise GatewayError(500, "the agent service ended the stream before the run started", "server_error", "internal")
+        raise render.ended_early()
     return stream, first.event
 
 
@@ -474,10 +476,9 @@ async def wait_stateless_run(body: api.RunCreate, request: Request, x_tenant: Te
 
 
 @router.get("/threads/{thread_id}/runs", summary="List a thread's runs, newest first")
-async def list_runs(thread_id: str, request: Request, x_tenant: Tenant = "default", limit: int = Query(10, ge=1, le=1000),
-                    offset: int = Query(0, ge=0), status: str | None = None):
-    if status is not None and status not in RUN_STATUS:
-        raise _bad("status", f"use one of {', '.join(RUN_STATUS)}")
+async def list_runs(thread_id: str, request: Request, x_tenant: Tenant = "default",
+                    limit: int = Query(10, ge=1, le=AGENT.max_page_size), offset: int = Query(0, ge=0, le=UINT32_MAX),
+                    status: Literal["pending", "running", "interrupted", "success", "error", "timeout"] | None = None):
     reply = await call(calls.stub(request, "agent").ListRuns(pb.ListRunsRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, limit=limit, offset=offset,
         status=RUN_STATUS.get(status or "", pb.RUN_STATUS_UNSPECIFIED))))
@@ -500,11 +501,9 @@ async def delete_run(thread_id: str, run_id: str, request: Request, x_tenant: Te
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=204, summary="Cancel a run")
 async def cancel_run(thread_id: str, run_id: str, request: Request, x_tenant: Tenant = "default",
-                     wait: bool = False, action: str = "interrupt"):
-    if action == "rollback":
-        raise _bad("action", "rollback is not served: the checkpointers cannot delete one run's checkpoints", 501)
-    if action != "interrupt":
-        raise _bad("action", "use interrupt")
+                     wait: bool = False, action: Literal["interrupt"] = Query(
+                         "interrupt", description="rollback is not served: the checkpointers cannot delete one "
+                                                  "run's checkpoints")):
     await call(calls.stub(request, "agent").CancelRun(pb.CancelRunRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, run_id=run_id, wait=wait)))
     return Response(status_code=204)
@@ -521,14 +520,14 @@ async def join_run(thread_id: str, run_id: str, request: Request, x_tenant: Tena
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", summary="Join a run's event stream (SSE)")
 async def join_stream(thread_id: str, run_id: str, request: Request, x_tenant: Tenant = "default",
                       stream_mode: list[str] | None = Query(None), cancel_on_disconnect: bool = False,
-                      last_event_id: str | None = Header(None, alias="Last-Event-ID")):
+                      last_event_id: LastEventId = None):
     names = [m for m in (stream_mode or []) if m]
     if not names:
         run = await call(calls.stub(request, "agent").GetRun(pb.GetRunRequest(
             request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, run_id=run_id)))
         names = [MODE_NAMES[m] for m in run.run.stream_modes if m in MODE_NAMES] or list(MODE_NAMES.values())
     names = _modes(names)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    after = min(int(last_event_id), JSON_SAFE_MAX) if last_event_id else 0
     stream = calls.stub(request, "agent").JoinRun(pb.JoinRunRequest(
         request_id=calls.request_id(request), tenant=x_tenant, thread_id=thread_id, run_id=run_id,
         after_sequence=after, stream_modes=_proto_modes(names), cancel_on_disconnect=cancel_on_disconnect))

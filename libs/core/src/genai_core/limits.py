@@ -78,8 +78,16 @@ class EvaluationLimits:
     max_resamples: int = 100_000
 
 
+@dataclass(frozen=True)
+class AgentLimits:
+    max_page_size: int = 1000  # assistants, threads, runs or checkpoints per list page
+    default_max_steps: int = 25  # LangGraph's recursion limit when neither the run nor the assistant sets one
+    max_steps: int = 200  # the largest step limit a run or an assistant may ask for
+
+
 TOKENIZER = TokenizerLimits()
 INFERENCE = InferenceLimits()
 EMBEDDING = EmbeddingLimits()
 RETRIEVAL = RetrievalLimits()
 EVALUATION = EvaluationLimits()
+AGENT = AgentLimits()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from genai_core.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unimplemented
+from genai_core.limits import AGENT
 
 from genai_agent.approval import parse_decisions
 from genai_agent.assistants import Assistants
@@ -64,8 +65,8 @@ _THREAD_STATUS = {
 
 @dataclass(frozen=True)
 class RunLimits:
-    default_max_steps: int = 25
-    max_steps_limit: int = 200
+    default_max_steps: int = AGENT.default_max_steps
+    max_steps_limit: int = AGENT.max_steps
     max_concurrent_runs: int = 4
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import AGENT
 from genai_core.services import service
 from genai_core.settings import DownstreamSettings, ServerSettings, load
 
@@ -24,8 +25,8 @@ class AgentSettings:
     default_model: str = "smollm2-135m-instruct"  # the inference model of assistants that name none
     max_concurrent_runs: int = 4
     run_timeout: float = 600.0  # seconds; a longer run ends with status timeout
-    default_max_steps: int = 25  # LangGraph's recursion limit when neither the run nor the assistant sets one
-    max_steps_limit: int = 200
+    default_max_steps: int = AGENT.default_max_steps  # LangGraph's recursion limit when the run and assistant set none
+    max_steps_limit: int = AGENT.max_steps  # the gateway's schema bounds recursion_limit with the same default
     event_retention: float = 600.0  # seconds a finished run's events stay joinable
     max_events_per_run: int = 50_000
     http_allow: tuple[str, ...] = ()  # URL prefixes the http_get tool may fetch; empty denies every URL
