@@ -181,3 +181,15 @@ def test_every_route_checks_its_json_body(absent_client):
     assert len(api) > 30  # every route of every router, not just the app's own
     plain = [r.path for r in api if not isinstance(r, ApiRoute)]
     assert plain == [], "give these routers route_class=genai_gateway.routing.ApiRoute"
+
+
+# Found by the agent routes' fuzzing, checked on the other routes that parse the same kinds of value.
+async def test_unicode_digits_and_huge_metadata_are_not_server_errors(absent_client):
+    r = await absent_client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
+                                                               "logit_bias": {"4²": 1}})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logit_bias", r.text
+    r = await absent_client.post("/v1/collections/c/documents",
+                                 json={"documents": [{"text": "x", "metadata": {"n": 10**400}}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "documents[0].metadata", r.text
+    r = await absent_client.get("/v1/evaluations/runs/r/events", headers={"Last-Event-ID": "4²".encode("latin-1")})
+    assert r.status_code == 503, r.text  # the header is ignored as not a sequence; no evaluation backend here

@@ -164,8 +164,8 @@ def _frame(event: pb.EvaluationRunEvent) -> bytes:
             summary="Follow a run's events as SSE (progress, partial metrics, task results, state changes)")
 async def run_events(run_id: str, request: Request, after: After = 0,
                      last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None):
-    if last_event_id is not None and last_event_id.isdigit():
-        after = max(after, int(last_event_id))
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():  # not "4²"
+        after = max(after, min(int(last_event_id), JSON_SAFE_MAX))
     # No deadline: following a run lasts as long as the run; the client leaving cancels the call.
     stream = calls.stub(request, "evaluation").StreamEvaluationRunEvents(pb.StreamEvaluationRunEventsRequest(
         request_id=calls.request_id(request), run_id=run_id, after_sequence=after), timeout=NO_DEADLINE)

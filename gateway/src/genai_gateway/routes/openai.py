@@ -155,7 +155,7 @@ def _sampling(body: api._Sampling, max_tokens: int | None) -> pb.SamplingParams:
     if body.seed is not None:
         out.seed = body.seed % 2**64  # OpenAI seeds are signed; any fixed mapping keeps them reproducible
     for token, bias in (body.logit_bias or {}).items():
-        if not token.isdigit() or int(token) >= 2**32:
+        if not (token.isascii() and token.isdigit()) or int(token) >= 2**32:  # "4²".isdigit() is True
             raise _bad("logit_bias", f"keys are token ids, got {token!r}")
         out.logit_bias[int(token)] = bias
     return out

@@ -71,9 +71,12 @@ def _bad(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
-def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+def _struct(value: dict[str, Any], param: str = "metadata") -> struct_pb2.Struct:
     s = struct_pb2.Struct()
-    s.update(value)
+    try:
+        s.update(value)
+    except (OverflowError, ValueError, TypeError) as exc:  # e.g. 10**400: a Struct number is a double
+        raise _bad(param, f"a value cannot be stored: {exc}") from None
     return s
 
 
@@ -221,7 +224,8 @@ async def add_documents(collection: Collection, request: Request, x_tenant: Tena
     except ValueError:
         raise _bad("body", "send JSON {documents: [...]} or multipart/form-data files") from None
     docs = [pb.DocumentInput(document_id=d.id, text=d.text, mime_type=d.content_type, title=d.title,
-                             source_uri=d.source_uri, metadata=_struct(d.metadata)) for d in body.documents]
+                             source_uri=d.source_uri, metadata=_struct(d.metadata, f"documents[{i}].metadata"))
+                 for i, d in enumerate(body.documents)]
     return await _ingest(request, x_tenant, collection, docs, _chunking(body.chunk_size_tokens,
                                                                         body.chunk_overlap_tokens))
 
