@@ -131,6 +131,13 @@ def lora_path(source, adapters_dir) -> str:
 
 
 @pytest.fixture(scope="session")
+def second_lora_path(source, adapters_dir) -> str:
+    """Another random adapter (other seed), for batches that mix two adapters."""
+    build_random_lora(source, adapters_dir / "second-lora", seed=7)
+    return "second-lora"
+
+
+@pytest.fixture(scope="session")
 def settings(cache_dir, data_dir):
     from genai_inference.settings import InferenceSettings
 

@@ -64,7 +64,6 @@ from typing import Any
 import jsonschema
 import llguidance
 import numpy as np
-import torch
 from genai_core.errors import InvalidArgument
 from llguidance.gbnf_to_lark import gbnf_to_lark
 
@@ -91,7 +90,6 @@ JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": 
 
 _FIELD = "constraint"
 _MAX_ERROR_CHARS = 400
-_NEG_INF = np.float32(-np.inf)
 
 
 def _bad(description: str) -> InvalidArgument:
@@ -200,19 +198,16 @@ class Matcher:
         bits = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little", count=self._vocab_size)
         return bits.view(np.bool_)
 
-    def mask_logits(self, logits: torch.Tensor) -> None:
-        """Set the logits of disallowed tokens to -inf in place; EOS is allowed exactly when complete."""
-        if logits.dim() != 1 or logits.shape[0] < self._vocab_size:
-            raise ValueError(f"logits must be 1-D with at least {self._vocab_size} entries, got {tuple(logits.shape)}")
+    def mask_logits(self, logits: Any) -> None:
+        """Set the logits of disallowed tokens to -inf in place; EOS is allowed exactly when complete.
+
+        ``logits``: a 1-D numpy row (what the scheduler passes), or any CPU tensor with a ``.numpy()`` view."""
+        arr = logits if isinstance(logits, np.ndarray) else logits.detach().numpy()
+        if arr.ndim != 1 or arr.shape[0] < self._vocab_size:
+            raise ValueError(f"logits must be 1-D with at least {self._vocab_size} entries, got {tuple(arr.shape)}")
         allowed = self.allowed_mask()
-        if logits.shape[0] > self._vocab_size:
-            logits[self._vocab_size :] = float("-inf")
-        if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
-            arr = logits.detach().numpy()[: self._vocab_size]
-            arr[~allowed] = _NEG_INF
-        else:
-            keep = torch.from_numpy(allowed).to(logits.device, non_blocking=True)
-            logits[: self._vocab_size].masked_fill_(~keep, float("-inf"))
+        arr[self._vocab_size :] = -np.inf
+        arr[: self._vocab_size][~allowed] = -np.inf
 
     def is_allowed(self, token_id: int) -> bool:
         if not 0 <= token_id < self._vocab_size:
