@@ -36,7 +36,7 @@ from genai_core.errors import FailedPrecondition
 
 from genai_inference import quantized_graph
 from genai_inference.gguf_weights import BLOCK, GgufModel, LlamaShape, embed
-from genai_inference.lora import LoraSet
+from genai_inference.engines.lora import LoraSet
 from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 logger = logging.getLogger(__name__)
