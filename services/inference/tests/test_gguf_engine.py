@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 from genai_core.errors import AlreadyExists, InvalidArgument
 from genai_inference.engines import gguf_engine
-from genai_inference.engines.gguf_engine import GgufEngine
 from genai_inference.gguf_weights import GgufModel
-from genai_inference.models import gguf_source as read_gguf_source
 from genai_inference.models import smollm2_gguf
 
 MODEL = "smollm2-135m-instruct"
@@ -39,23 +37,6 @@ TEXT = (
     "moved their animals to the hill behind the village, where the old chapel stood, and waited for the rain "
     "to stop. Nobody in the village could remember a flood like it, although the oldest stories spoke of one."
 )
-
-
-@pytest.fixture(scope="session")
-def gguf_source(cache_dir):
-    return read_gguf_source(MODEL, "", cache_dir)
-
-
-@pytest.fixture(scope="session")
-def fast(gguf_source, cache_dir) -> GgufEngine:
-    """The default engine: int8 activations."""
-    return GgufEngine(gguf_source, cache_dir, threads=2, max_batch_size=8)
-
-
-@pytest.fixture(scope="session")
-def exact(gguf_source, cache_dir) -> GgufEngine:
-    """Float32 activations: the dequantized model's own arithmetic (a few times slower)."""
-    return GgufEngine(gguf_source, cache_dir, threads=2, max_batch_size=8, accuracy_level=0)
 
 
 @pytest.fixture(scope="session")

@@ -285,7 +285,9 @@ class Scheduler:
         if top is None:
             logits, kv = self.engine.prefill(ids[keep:], past=kv, adapter=adapter)
         else:
-            scored = [lp for b in blocks for lp in b.logprobs or ()] if reused else [
+            # Cached blocks may carry more alternatives than asked for: give back what was asked.
+            scored = [lp if len(lp.top) <= top else replace(lp, top=lp.top[:top])
+                      for b in blocks for lp in b.logprobs or ()] if reused else [
                 TokenLogprob(ids[0], self._text(ids[0]), 0.0)]  # the first token has no prediction (vLLM: None)
             logits = np.zeros((0, self._vocab), dtype=np.float32)
             for start in range(keep, len(ids), PROMPT_LOGPROB_CHUNK):

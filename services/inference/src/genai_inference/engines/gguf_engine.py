@@ -35,8 +35,8 @@ from genai_core.cachedir import build_stamped
 from genai_core.errors import FailedPrecondition
 
 from genai_inference import quantized_graph
-from genai_inference.gguf_weights import BLOCK, GgufModel, LlamaShape, embed
 from genai_inference.engines.lora import LoraSet
+from genai_inference.gguf_weights import BLOCK, GgufModel, LlamaShape, embed
 from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 logger = logging.getLogger(__name__)
