@@ -14,7 +14,7 @@ Graph inputs (all tokens of a step flattened into rows: T = B·S):
 * ``seqlens_k`` int32 [B]: per row, its valid length after this step minus one;
 * ``total_sequence_length`` int32 []: the longest row's length after this step;
 * ``logits_index`` int64 [K]: the rows of T whose logits are wanted;
-* ``past_key.{i}`` / ``past_value.{i}`` float32 [B, kv_heads, capacity, head_dim].
+* ``past_key.{i}`` / ``past_value.{i}`` [B, kv_heads, capacity, head_dim], float16 (``kv_fp16``) or float32.
 
 Outputs: ``logits`` float32 [K, V]; ``present_key.{i}`` / ``present_value.{i}`` (the same buffers).
 
@@ -135,14 +135,18 @@ def _concat(parts: Sequence[Packed]) -> Packed:
                   parts[0].bits, parts[0].kind)
 
 
-def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False) -> object:
-    """The ONNX ModelProto (weights inside; ~100 MB for SmolLM2-135M)."""
+def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False, kv_fp16: bool = False) -> object:
+    """The ONNX ModelProto (weights inside; ~100 MB for SmolLM2-135M).
+
+    ``kv_fp16``: attention runs on float16 queries, keys and values and the KV cache holds float16 (half the
+    memory per token, as llama.cpp keeps it); the projections around it stay float32."""
     from onnx import TensorProto, helper
 
     s = model.shape
     b = _Builder(accuracy_level)
     cos, sin = rotary_cache(s)
-    cos_name, sin_name = b.const("cos_cache", cos), b.const("sin_cache", sin)
+    kv_type = np.float16 if kv_fp16 else np.float32
+    cos_name, sin_name = b.const("cos_cache", cos.astype(kv_type)), b.const("sin_cache", sin.astype(kv_type))
     shape_out = b.const("attn_out_shape", np.array([-1, s.heads * s.head_dim], dtype=np.int64))
     split = b.const("gate_up_split", np.array([s.ffn, s.ffn], dtype=np.int64))
 
@@ -166,6 +170,8 @@ def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False) -> o
             model.matrix(f"{prefix}.attn_v.weight"),
         ])
         (qkv3,) = b.node("Reshape", [proj(h, qkv_w, i, "qkv"), "qkv_shape"])
+        if kv_fp16:
+            (qkv3,) = b.node("Cast", [qkv3], to=TensorProto.FLOAT16)
         attn, _, _ = b.node(
             "GroupQueryAttention",
             [qkv3, "", "", f"past_key.{i}", f"past_value.{i}", "seqlens_k", "total_sequence_length", cos_name, sin_name],
@@ -173,6 +179,8 @@ def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False) -> o
             num_heads=s.heads, kv_num_heads=s.kv_heads, do_rotary=1, rotary_interleaved=0,
             scale=float(s.head_dim) ** -0.5,
         )
+        if kv_fp16:
+            (attn,) = b.node("Cast", [attn], to=TensorProto.FLOAT)
         (attn2,) = b.node("Reshape", [attn, shape_out])
         o = proj(attn2, model.matrix(f"{prefix}.attn_output.weight"), i, "o")
         ffn_norm = b.const(f"{prefix}.ffn_norm", model.vector(f"{prefix}.ffn_norm.weight"))
@@ -194,6 +202,7 @@ def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False) -> o
     b.linear(normed, head, "lm_head", out="logits")
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+    kv_elem = TensorProto.FLOAT16 if kv_fp16 else f32
     kv = ["batch", s.kv_heads, "capacity", s.head_dim]
     inputs = [
         helper.make_tensor_value_info("embeds", f32, ["tokens", s.hidden]),
@@ -209,9 +218,9 @@ def build(model: GgufModel, *, accuracy_level: int = 4, lora: bool = False) -> o
             for g, (k, outs) in widths.items():
                 inputs.append(helper.make_tensor_value_info(f"lora_A.{i}.{g}", f32, [k, f"rank_{g}"]))
                 inputs.append(helper.make_tensor_value_info(f"lora_B.{i}.{g}", f32, [f"rank_{g}", sum(outs)]))
-    inputs += [helper.make_tensor_value_info(n, f32, kv) for n in past_names(s.layers)]
+    inputs += [helper.make_tensor_value_info(n, kv_elem, kv) for n in past_names(s.layers)]
     outputs = [helper.make_tensor_value_info("logits", f32, ["kept", s.vocab])]
-    outputs += [helper.make_tensor_value_info(n, f32, kv) for n in present_names(s.layers)]
+    outputs += [helper.make_tensor_value_info(n, kv_elem, kv) for n in present_names(s.layers)]
     graph = helper.make_graph(b.nodes, "gguf_llama", inputs, outputs, b.initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
                              producer_name="genai_inference.quantized_graph", ir_version=IR_VERSION)

@@ -45,7 +45,7 @@ from genai_inference.types import (
     Usage,
 )
 
-PROMPT_LOGPROB_CHUNK = 64  # prompt positions scored per forward: 64 x 49152 float32 logits = 12.6 MB
+PROMPT_LOGPROB_CHUNK = 32  # prompt positions scored per forward: 32 x 49152 float32 logits = 6.3 MB
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,7 @@ class Scheduler:
         self.metrics.queue_time.observe(entry.admitted - entry.enqueued)
         logits, kv = self._run_prompt(entry)
         if params.max_new_tokens == 0:  # scoring only (echo + prompt logprobs): nothing to generate
+            kv.select([])  # the row never joins the batch: its KV goes now
             entry.first_token = time.monotonic()
             for index in range(params.n):
                 entry.emit(FinishEvent(index, FinishReason.LENGTH))
@@ -310,7 +311,9 @@ class Scheduler:
         targets = np.asarray(ids[start + 1 : start + 1 + rows], dtype=np.int64)
         chosen = logprobs[np.arange(rows), targets]
         best = None
-        if top:
+        if top == 1:  # lm-eval's loglikelihood asks for one alternative: argmax, no index array of the whole row
+            best = logprobs.argmax(axis=1)[:, None]
+        elif top:
             best = np.argpartition(logprobs, -top, axis=1)[:, -top:]
             order = np.argsort(-np.take_along_axis(logprobs, best, axis=1), axis=1, kind="stable")
             best = np.take_along_axis(best, order, axis=1)

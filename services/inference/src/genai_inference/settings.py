@@ -36,7 +36,7 @@ class InferenceSettings:
     # onnxruntime-gguf: 4 quantizes activations to int8 per 32-block (what llama.cpp does; fast), 0 keeps them
     # float32 (the dequantized model's exact output; ~20x slower). README "Measured" gives both qualities.
     gguf_accuracy_level: int = 4
-    prefix_cache_mb: int = 128  # KV of shared prompt prefixes kept for reuse (scheduled engines); 0 turns it off
+    prefix_cache_mb: int = 64  # KV of shared prompt prefixes kept for reuse (scheduled engines); 0 turns it off
     max_batch_size: int = 16
     max_queue: int = 64
     max_new_tokens: int = 512  # default and cap per request

@@ -4,14 +4,15 @@ The graph (:mod:`genai_inference.quantized_graph`) is built from the GGUF's bloc
 kept in the cache (``var/cache/onnx/<id>-<rev12>-gguf-a<level>/``); no torch, no fp32 copy. Token
 embeddings are gathered from the memory-mapped GGUF (its Q8_0 rows, exactly) and fed to the graph.
 
-KV cache: one buffer per layer for keys and one for values, [rows, kv_heads, context, head_dim] float32,
+KV cache: one buffer per layer for keys and one for values, [rows, kv_heads, context, head_dim] float16,
 allocated zeroed (the kernel maps pages on first touch, so memory grows with the tokens actually held,
 not with the context). Row i of the batch lives in slot i with its own length; GroupQueryAttention
 reads and writes the buffers in place (bound as both past and present), so a decode step copies
 nothing, rows of different lengths need no padding, a prefill writes straight into the next free slot,
 and a row that leaves is replaced by the last one (one row copied).
 
-Memory: 46 KB of KV per token for SmolLM2-135M (30 layers x 2 x 3 heads x 64 x 4 bytes).
+Memory: 23 KB of KV per token for SmolLM2-135M (30 layers x 2 x 3 heads x 64 x 2 bytes; float32 and 46 KB
+with the exact configuration, accuracy level 0).
 Threads: ``threads`` intra-op threads that sleep when idle (spinning threads starve the event loop and
 the other services on a small machine).
 """
@@ -41,15 +42,15 @@ from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 logger = logging.getLogger(__name__)
 
-PREFILL_CHUNK = 256  # prompt tokens per forward (attention scratch grows with chunk x context)
-GRAPH_FORMAT = 3  # bump when quantized_graph's inputs, outputs or semantics change: cached graphs are rebuilt
+PREFILL_CHUNK = 128  # prompt tokens per forward (its attention scratch is chunk x context x heads floats)
+GRAPH_FORMAT = 4  # bump when quantized_graph's inputs, outputs or semantics change: cached graphs are rebuilt
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 SHAPE_FILE = "shape.json"
 EMBED_Q, EMBED_D = "embed_q.npy", "embed_d.npy"  # the Q8_0 token embedding: int8 [V, H] and scales [V, H/32]
 
 
-def build_graph(gguf: Path, target: Path, accuracy_level: int, lora: bool) -> None:
+def build_graph(gguf: Path, target: Path, accuracy_level: int, lora: bool, kv_fp16: bool) -> None:
     """Write the graph, its weights, the model's shape and the embedding table into ``target``.
 
     Run in a child process by :func:`graph_dir`: reading a whole GGUF costs a few hundred MB that the
@@ -57,7 +58,8 @@ def build_graph(gguf: Path, target: Path, accuracy_level: int, lora: bool) -> No
     import onnx
 
     model = GgufModel(gguf)
-    onnx.save_model(quantized_graph.build(model, accuracy_level=accuracy_level, lora=lora), str(target / MODEL_FILE),
+    graph = quantized_graph.build(model, accuracy_level=accuracy_level, lora=lora, kv_fp16=kv_fp16)
+    onnx.save_model(graph, str(target / MODEL_FILE),
                     save_as_external_data=True, all_tensors_to_one_file=True, location=DATA_FILE, size_threshold=1024)
     (target / SHAPE_FILE).write_text(json.dumps(dataclasses.asdict(model.shape), indent=2))
     q, d = model.embedding_rows()
@@ -66,31 +68,36 @@ def build_graph(gguf: Path, target: Path, accuracy_level: int, lora: bool) -> No
 
 
 def graph_dir(source: ModelSource, cache_dir: Path, accuracy_level: int, lora: bool) -> Path:
-    """The graph for ``source``, built from its GGUF once and cached."""
+    """The graph for ``source``, built from its GGUF once and cached. Float16 KV with int8 activations; the
+    exact configuration (float32 activations) keeps float32 keys and values too."""
     assert source.gguf is not None
+    kv_fp16 = accuracy_level != 0
     name = f"{source.id}-{source.revision[:12]}-gguf-a{accuracy_level}{'-lora' if lora else ''}"
 
     def build(tmp: Path) -> dict:
         code = ("import sys; from pathlib import Path; from genai_inference.engines.gguf_engine import build_graph; "
-                "build_graph(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1')")
+                "build_graph(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1', "
+                "sys.argv[5] == '1')")
         done = subprocess.run([sys.executable, "-c", code, str(source.gguf), str(tmp), str(accuracy_level),
-                               "1" if lora else "0"], capture_output=True, text=True, check=False)
+                               "1" if lora else "0", "1" if kv_fp16 else "0"], capture_output=True, text=True,
+                              check=False)
         if done.returncode != 0:
             raise FailedPrecondition(f"could not build the graph of {source.gguf.name}: {done.stderr.strip()[-800:]}",
                                      reason="GGUF_UNSUPPORTED")
-        return {"model_id": source.id, "revision": source.revision, "accuracy_level": accuracy_level, "lora": lora}
+        return {"model_id": source.id, "revision": source.revision, "accuracy_level": accuracy_level, "lora": lora,
+                "kv": "float16" if kv_fp16 else "float32"}
 
     return build_stamped(Path(cache_dir) / "onnx" / name, build, stamp={"format": GRAPH_FORMAT},
                          required=MODEL_FILE, manifest="graph.json", what=f"quantized graph of {source.id}")
 
 
-def _kv_buffer(shape: tuple[int, ...]) -> tuple[np.ndarray, mmap.mmap]:
-    """A zeroed float32 array in its own anonymous mapping: pages appear when first written (a row costs
-    what it holds, not the context), without the transparent huge pages numpy asks for on large arrays
-    (2 MB per touched head region: 250 MB resident for a 40-token prompt)."""
-    size = int(np.prod(shape)) * 4
+def _kv_buffer(shape: tuple[int, ...], dtype: type) -> tuple[np.ndarray, mmap.mmap]:
+    """A zeroed array in its own anonymous mapping: pages appear when first written (a row costs what it
+    holds, not the context), without the transparent huge pages numpy asks for on large arrays (2 MB per
+    touched head region: 250 MB resident for a 40-token prompt)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
     region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(region, dtype=np.float32).reshape(shape), region
+    return np.frombuffer(region, dtype=dtype).reshape(shape), region
 
 
 @dataclass
@@ -109,7 +116,12 @@ class Slots:
         raise TypeError("prefilled rows join the batch, not each other")
 
     def select(self, rows: Sequence[int]) -> None:
-        """Only ``[0] * n``: clone the prefilled row into the next n - 1 slots (n completions)."""
+        """``[0] * n``: clone the prefilled row into the next n - 1 slots (n completions); ``[]``: drop it
+        (a prompt only scored), giving its pages back."""
+        if not rows:
+            self.cache.release(self.start, self.start + self.count)
+            self.count = 0
+            return
         if any(r != 0 for r in rows) or self.count != 1:
             raise ValueError("a prefilled row can only be repeated")
         for offset in range(1, len(rows)):
@@ -152,17 +164,27 @@ class Piece:
 class SlotCache:
     """The batch: rows [0, size) are decoding; the slots after them are free (prefills write there)."""
 
-    def __init__(self, shape: LlamaShape, rows: int) -> None:
+    def __init__(self, shape: LlamaShape, rows: int, dtype: type = np.float32) -> None:
         dims = (rows, shape.kv_heads, shape.context, shape.head_dim)
-        keys = [_kv_buffer(dims) for _ in range(shape.layers)]
-        values = [_kv_buffer(dims) for _ in range(shape.layers)]
+        self.dtype = np.dtype(dtype)
+        keys = [_kv_buffer(dims, dtype) for _ in range(shape.layers)]
+        values = [_kv_buffer(dims, dtype) for _ in range(shape.layers)]
         self.keys = [array for array, _ in keys]
         self.values = [array for array, _ in values]
         self._regions = [region for _, region in keys + values]  # the mappings live as long as the cache
+        self._slot_bytes = shape.kv_heads * shape.context * shape.head_dim * self.dtype.itemsize
         self.lengths = np.zeros(rows, dtype=np.int64)
         self.rows = rows
         self.size = 0
         self.changes = 0  # bumped whenever the decoding rows change (the engine rebinds then)
+
+    def release(self, first: int, last: int) -> None:
+        """Give the pages of slots [first, last) back to the system (rows that left: memory follows load)."""
+        if last <= first:
+            return
+        for region in self._regions:
+            region.madvise(mmap.MADV_DONTNEED, first * self._slot_bytes, (last - first) * self._slot_bytes)
+        self.lengths[first:last] = 0
 
     def free_slot(self, count: int = 1) -> int:
         if self.size + count > self.rows:
@@ -202,6 +224,7 @@ class SlotCache:
         else:
             for source, target in moves:
                 self.copy_row(source, target)
+        self.release(len(keep), max(self.size, int(np.max(keep, initial=-1)) + 1))
         self.size = len(keep)
         self.changes += 1
 
@@ -232,7 +255,8 @@ class GgufEngine:
         self._session = self._open(directory / MODEL_FILE)
         self._lora_session = None
         self.load_seconds = time.perf_counter() - started
-        self._cache = SlotCache(self.shape, max_batch_size)
+        self.kv_dtype = np.float16 if accuracy_level else np.float32  # see graph_dir
+        self._cache = SlotCache(self.shape, max_batch_size, self.kv_dtype)
         self._decode: _DecodeBinding | None = None
         self._lock = threading.Lock()
         self.lora = LoraSet(self.shape)
@@ -280,6 +304,7 @@ class GgufEngine:
     # -- KVEngine -----------------------------------------------------------------------------
 
     def new_batch(self) -> SlotCache:
+        self._cache.release(0, self._cache.rows)
         self._cache.size = 0
         self._cache.changes += 1
         return self._cache
@@ -357,14 +382,14 @@ class GgufEngine:
         return self._lora_session, True
 
     def _bind_kv(self, binding, rows: int, slot: int) -> None:  # noqa: ANN001
-        shape = self.shape
+        shape, cache = self.shape, self._cache
         dims = [rows, shape.kv_heads, shape.context, shape.head_dim]
-        step = shape.kv_heads * shape.context * shape.head_dim * 4  # bytes per slot
+        step = shape.kv_heads * shape.context * shape.head_dim * cache.dtype.itemsize  # bytes per slot
         for i in range(shape.layers):
-            for kind, buffers in (("key", self._cache.keys), ("value", self._cache.values)):
+            for kind, buffers in (("key", cache.keys), ("value", cache.values)):
                 pointer = buffers[i].ctypes.data + slot * step
-                binding.bind_input(f"past_{kind}.{i}", "cpu", 0, np.float32, dims, pointer)
-                binding.bind_output(f"present_{kind}.{i}", "cpu", 0, np.float32, dims, pointer)
+                binding.bind_input(f"past_{kind}.{i}", "cpu", 0, cache.dtype.type, dims, pointer)
+                binding.bind_output(f"present_{kind}.{i}", "cpu", 0, cache.dtype.type, dims, pointer)
 
     def _bind_array(self, binding, name: str, array: np.ndarray) -> None:  # noqa: ANN001
         binding.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
