@@ -121,7 +121,7 @@ def adapters_unsupported(engine: str) -> FailedPrecondition:
     """What an engine without LoRA support raises from ``load_adapter``."""
     return FailedPrecondition(
         f"the {engine} engine cannot serve LoRA adapters; run the inference service with an engine that does "
-        "(GENAI_INFERENCE_ENGINE=torch)", reason="ADAPTERS_UNSUPPORTED")
+        "(GENAI_INFERENCE_ENGINE=onnxruntime-gguf or torch)", reason="ADAPTERS_UNSUPPORTED")
 
 
 def adapter_not_loaded(name: str) -> NotFound:
