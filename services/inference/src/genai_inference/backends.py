@@ -83,6 +83,13 @@ def _standalone(module: str, cls: str, source: Source = resolve) -> Callable[[In
     return build
 
 
+# OMP_WAIT_POLICY per engine, set by the composition root before the engine's libraries load. torch's idle
+# OpenMP threads spin by default, and two compute threads on a machine shared with the other services then
+# collapsed to a quarter of their speed: they sleep (PASSIVE). llama.cpp is the opposite: its threads meet at
+# an OpenMP region per token, and sleeping workers cut 2-thread decode from ~150 to ~45 tok/s (measured, see
+# README): it keeps libgomp's default (spin briefly, then sleep). onnxruntime uses its own thread pool.
+OPENMP_WAIT_POLICY: dict[EngineName, str] = {EngineName.TORCH: "PASSIVE", EngineName.ONNXRUNTIME: "PASSIVE"}
+
 ENGINES: dict[EngineName, Callable[[InferenceSettings, InferenceMetrics], Built]] = {
     EngineName.TORCH: _scheduled(_torch),
     EngineName.ONNXRUNTIME: _scheduled(_onnx),
