@@ -92,7 +92,7 @@ test-fast: setup ## Unit and servicer tests only (no end-to-end processes).
 bench: setup ## Start the suite and measure tokenize latency through the gateway and over gRPC.
 	VENV=$(VENV) bash benchmarks/run.sh
 
-bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
+bench-inference: setup $(LLAMACPP_STAMP) ## Each inference engine vs llama-cpp-python in-process: tok/s, streams, cached TTFT, quality, RSS, bandwidth.
 	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
 
 $(LLAMACPP_STAMP): $(SETUP_STAMP)
