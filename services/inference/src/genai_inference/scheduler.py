@@ -25,7 +25,7 @@ import numpy as np
 from genai_core.errors import InvalidArgument, Unavailable
 
 from genai_inference.engines.base import KVEngine, KVRows
-from genai_inference.intake import DONE, Intake, Pending
+from genai_inference.intake import DONE, Intake, Outbox, Pending
 from genai_inference.metrics import InferenceMetrics
 from genai_inference.prefix_cache import Block, PrefixCache
 from genai_inference.sampling import Sampler, log_softmax, top_logprobs
@@ -89,6 +89,7 @@ class Scheduler:
         self._waiting = self._intake.waiting  # drained by the worker thread
         self._wake = self._intake.wake
         self.prefix_cache = prefix_cache
+        self._outbox = Outbox()  # events leave the worker once per step (see intake.Outbox)
         self._running: list[_Sequence] = []
         self._batch: KVRows = engine.new_batch()
         self._thread: threading.Thread | None = None
@@ -171,7 +172,10 @@ class Scheduler:
             except Exception as exc:  # an engine failure ends the affected requests, never the thread
                 logger.exception("decode step failed")
                 self._fail_all(exc)
+            finally:
+                self._outbox.flush()
         self._fail_all(Unavailable("the inference engine stopped"))
+        self._outbox.flush()
 
     def _fail_all(self, exc: Exception) -> None:
         owners = {id(s.owner): s.owner for s in self._running}
@@ -219,11 +223,13 @@ class Scheduler:
                     entry.emit(FinishEvent(index, FinishReason.CANCELLED))
                 self._complete(entry)
                 continue
+            entry.outbox = self._outbox
             try:
                 self._prefill(entry)
             except Exception as exc:  # a bad request (e.g. an adapter that was unloaded) fails alone
                 entry.emit(exc)
                 entry.emit(DONE)
+            self._outbox.flush()  # the first token goes out now, not after the next decode step
 
     def _prefill(self, entry: Pending) -> None:
         request = entry.request
