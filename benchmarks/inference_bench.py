@@ -631,10 +631,15 @@ def main() -> None:
             refs[threads] = reference_llamacpp(source.gguf, cfg_prompt_tokens, cfg, threads)
             log(f"llama-cpp-python in-process reference, {threads} thread(s): {refs[threads]:.1f} tok/s")
 
+    output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     results = []
     with tempfile.TemporaryDirectory(prefix="inference-bench-") as tmp:
         for name in wanted:
             results.append(run_engine(name, tokenizer, ppl_ids, windows, cfg, Path(tmp)))
+            if output:  # what is measured so far survives an interrupted run
+                Path(output).parent.mkdir(parents=True, exist_ok=True)
+                Path(output).write_text(report(results, refs, cfg, machine, bandwidth, source)
+                                        + f"\n(partial: {len(results)} of {len(wanted)} engines)\n")
         failed_logs = {r.engine: tail(Path(tmp) / f"{r.engine}-inference.log", 1500) for r in results if r.error}
     load_after = os.getloadavg()
     text = report(results, refs, cfg, machine, bandwidth, source)
@@ -642,9 +647,7 @@ def main() -> None:
     print(text)
     for engine, logtail in failed_logs.items():
         log(f"--- {engine} inference log (tail) ---\n{logtail}")
-    output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(text)
         log(f"wrote {output}")
 
