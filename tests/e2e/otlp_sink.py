@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -18,6 +19,16 @@ class ReceivedSpan:
     trace_id: str
     span_id: str
     parent_span_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    status_code: int = 0  # OTLP Status.code: 0 unset, 1 ok, 2 error
+
+
+def _value(v) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_value(x) for x in v.array_value.values)
+    return getattr(v, kind) if kind else None
 
 
 class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
@@ -42,6 +53,9 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
                                 trace_id=span.trace_id.hex(),
                                 span_id=span.span_id.hex(),
                                 parent_span_id=span.parent_span_id.hex(),
+                                attributes={a.key: _value(a.value) for a in span.attributes},
+                                events=tuple(e.name for e in span.events),
+                                status_code=span.status.code,
                             )
                         )
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -49,6 +63,10 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
     def spans(self, trace_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self._spans if s.trace_id == trace_id]
+
+    def all_spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return list(self._spans)
 
     def start(self) -> None:
         self._server.start()

@@ -8,10 +8,12 @@ collection and its documents again. The tests run in file order and share one co
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
-from genai_retrieval.testing import make_pdf
+
+from tests.support.pdf import make_pdf
 
 pytestmark = pytest.mark.e2e
 
@@ -146,12 +148,49 @@ def test_streamed_answer_has_deltas_and_cites_the_pdf(handbook):
     assert unary.json()["citations"] == complete["citations"]
 
 
+def test_a_streamed_answer_is_one_trace_exported_by_every_service(handbook):
+    """Over OTLP from the real processes: one connected tree across five services, each span naming its
+    service and side, the GenAI kinds Phoenix reads, the search's stages in the retrieval metrics, and not
+    one span from the health checks the suite made while starting and being probed."""
+    trace_id = "6bf92f3577b34da6a3ce929d0e0e4738"
+    with httpx.stream("POST", f"{handbook.base_url}/v1/rag/answer", headers={
+            **TENANT, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}, timeout=120, json={
+            "collection": "handbook", "question": GEO_QUESTION, "max_tokens": 8, "stream": True}) as reply:
+        events, done = _sse(reply.iter_lines())
+    assert done and events[-1]["type"] == "complete"
+    expected = {"gateway", "retrieval", "embedding", "tokenizer", "inference"}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        spans = handbook.sink.spans(trace_id)
+        if expected <= {s.service for s in spans} and any(s.name == "retrieval → inference.ChatStream" for s in spans):
+            break
+        time.sleep(0.2)
+    by_id = {s.span_id: s for s in spans}
+    roots = [s for s in spans if s.parent_span_id not in by_id]
+    assert [r.name for r in roots] == ["gateway POST /v1/rag/answer"], [(s.name, s.parent_span_id) for s in spans]
+    assert {s.attributes.get("service.name") for s in spans} == expected
+    kinds = {s.name: s.attributes.get("openinference.span.kind") for s in spans}
+    assert kinds["retrieval.AnswerStream"] == "CHAIN" and kinds["retrieval.search handbook"] == "RETRIEVER"
+    assert kinds["embedding.Embed"] == "EMBEDDING" and kinds["inference.ChatStream"] == "LLM"
+    llm = next(s for s in spans if s.name == "inference.ChatStream")
+    assert llm.attributes["gen_ai.usage.output_tokens"] == events[-1]["usage"]["completion_tokens"]
+    assert "gen_ai.first_token" in llm.events
+    assert by_id[llm.parent_span_id].name == "retrieval → inference.ChatStream"
+    assert not [s.name for s in handbook.sink.all_spans() if "Health" in s.name or "readyz" in s.name]
+    scrape = httpx.get(f"http://{handbook.metrics['retrieval']}/metrics", timeout=10).text
+    for stage in ("embed", "dense", "sparse", "fuse", "fetch"):
+        assert f'genai_stage_duration_seconds_count{{pipeline="search",stage="{stage}"}}' in scrape, stage
+
+
 def test_collection_survives_a_restart(handbook):
     before = _get(handbook, "/v1/collections/handbook").json()
     best = _search(handbook, "Danube river", top_k=3)
     documents = sorted(d["document_id"] for d in _get(handbook, "/v1/collections/handbook/documents").json()["data"])
 
+    offset = handbook.retrieval_log.stat().st_size
     handbook.restart_retrieval()
+    # SIGTERM ran the service's close step after the drain: the embedded store was closed, not dropped.
+    assert b"closed the vector store" in handbook.retrieval_log.read_bytes()[offset:]
 
     after = _get(handbook, "/v1/collections/handbook")
     assert after.status_code == 200, after.text

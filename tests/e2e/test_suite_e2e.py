@@ -20,7 +20,8 @@ def test_ready_and_tokenize_over_http(suite):
     ready = httpx.get(f"{suite.base_url}/readyz").json()
     assert ready == {
         "status": "ready",
-        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING"},
+        "backends": {"tokenizer": "SERVING", "inference": "SERVING", "embedding": "SERVING", "retrieval": "SERVING",
+                     "agent": "SERVING", "evaluation": "SERVING", "finetune": "SERVING"},
         "not_ready": [],
     }
     reply = httpx.post(f"{suite.base_url}/v1/tokenize", json={"input": "Hello world", "return_tokens": True})
@@ -88,11 +89,11 @@ def test_one_trace_spans_gateway_and_tokenizer(suite):
     by_id = {s.span_id: s for s in spans}
     server_http = [s for s in spans if s.service == "gateway" and s.parent_span_id == PARENT_SPAN]
     assert server_http, f"no gateway span continues the caller's trace: {spans}"
-    grpc_server = [s for s in spans if s.service == "tokenizer" and s.name.endswith("TokenizerService/Tokenize")]
+    grpc_server = [s for s in spans if s.service == "tokenizer" and s.name == "tokenizer.Tokenize"]
     assert len(grpc_server) == 1, spans
     # The tokenizer's server span hangs under the gateway's client span, which hangs under the HTTP span.
     client = by_id[grpc_server[0].parent_span_id]
-    assert client.service == "gateway" and client.name.endswith("TokenizerService/Tokenize")
+    assert client.service == "gateway" and client.name == "gateway → tokenizer.Tokenize"
     chain = client
     while chain.parent_span_id in by_id:
         chain = by_id[chain.parent_span_id]
@@ -142,7 +143,7 @@ def test_one_trace_spans_gateway_and_inference(suite):
     while time.monotonic() < deadline and "inference" not in {s.service for s in suite.sink.spans(trace_id)}:
         time.sleep(0.2)
     spans = suite.sink.spans(trace_id)
-    server = [s for s in spans if s.service == "inference" and s.name.endswith("InferenceService/Generate")]
+    server = [s for s in spans if s.service == "inference" and s.name == "inference.Generate"]
     assert len(server) == 1, spans
     parent = {s.span_id: s for s in spans}[server[0].parent_span_id]
     assert parent.service == "gateway"

@@ -19,6 +19,8 @@ class ApiKeys:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         presented = token.strip().encode() if scheme.lower() == "bearer" else b""
+        if not presented:  # langgraph-sdk sends its api_key as x-api-key
+            presented = request.headers.get("x-api-key", "").strip().encode()
         # Compare against every key without stopping early, so timing reveals nothing.
         matched = False
         for key in self._keys:
@@ -26,7 +28,7 @@ class ApiKeys:
         if not matched:
             raise GatewayError(
                 401,
-                "missing or invalid API key; send 'Authorization: Bearer <key>'",
+                "missing or invalid API key; send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')",
                 "authentication_error",
                 "invalid_api_key",
             )

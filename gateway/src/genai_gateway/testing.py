@@ -23,11 +23,13 @@ class _Uvicorn(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
-    """Yield the base URL of a gateway built from ``settings``; stop it on exit."""
+async def serve_gateway(settings: GatewaySettings, tracer_provider: TracerProvider | None = None
+                        ) -> AsyncIterator[str]:
+    """Yield the base URL of a gateway built from ``settings`` (its spans go to ``tracer_provider``, by default
+    a provider of its own); stop it on exit."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = build_app(settings, tracer_provider=TracerProvider())
+    app = build_app(settings, tracer_provider=tracer_provider or TracerProvider())
     server = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

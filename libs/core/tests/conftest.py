@@ -9,7 +9,8 @@ does is chosen by the request's ``tokenizer`` field:
 * ``"boom"``: raises a plain ``RuntimeError`` carrying ``SECRET``;
 * ``Detokenize`` sleeps ``float(request.tokenizer)`` seconds before answering.
 
-A second, generic service (``test.Fake/Stream``) exercises the server-streaming path.
+A second, generic service (``test.Fake/Stream``) exercises the server-streaming path; ``test.Fake/Endless``
+streams until the caller cancels, recording in ``ENDED`` how each of its streams ended.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenizerService"].full_name
 SECRET = "db password is hunter2"
 STREAM_SERVICE = "test.Fake"
 STREAM_METHOD = f"/{STREAM_SERVICE}/Stream"
+ENDLESS_METHOD = f"/{STREAM_SERVICE}/Endless"
+ENDED: list[str] = []
 
 
 class PermissionDeniedError(errors.GenAIError):
@@ -85,16 +88,33 @@ class FakeTokenizerServicer(pb_grpc.TokenizerServiceServicer):
 
 def _stream_handler():
     async def stream(request: bytes, context):
-        # Two items, then the error named by the request (or a clean end).
+        # Two items, then the error named by the request (or a clean end); b"slow" waits 2 s in between.
         yield b"one"
+        if request == b"slow":
+            await asyncio.sleep(2.0)
         yield b"two"
         if request == b"not_found":
             raise errors.NotFound("stream item 3 does not exist", resource_type="item", resource_name="3")
         if request == b"boom":
             raise RuntimeError(SECRET)
 
+    async def endless(request: bytes, context):
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield b"complete" if n == 3 else b"item"
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            ENDED.append("cancelled")
+            raise
+        except GeneratorExit:
+            ENDED.append("closed")
+            raise
+
     return grpc.method_handlers_generic_handler(
-        STREAM_SERVICE, {"Stream": grpc.unary_stream_rpc_method_handler(stream)}
+        STREAM_SERVICE, {"Stream": grpc.unary_stream_rpc_method_handler(stream),
+                         "Endless": grpc.unary_stream_rpc_method_handler(endless)}
     )
 
 
@@ -119,5 +139,7 @@ def fake() -> types.SimpleNamespace:
         secret=SECRET,
         stream_service=STREAM_SERVICE,
         stream_method=STREAM_METHOD,
+        endless_method=ENDLESS_METHOD,
+        ended=ENDED,
         errors=make_errors(),
     )

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
-from genai_core.channels import _service_config, create_channel
+from genai_core.channels import NO_DEADLINE, _service_config, create_channel
 from genai_core.testing import running_server
 
 
@@ -47,11 +47,30 @@ async def test_the_callers_deadline_wins_over_the_default(target):
         await channel.close()
 
 
+async def test_no_deadline_opts_out_of_the_default(target):
+    # Generation: the caller cannot bound how long it takes, and cancels the call itself when its client leaves.
+    channel = create_channel(target, default_timeout=0.2)
+    try:
+        stub = pb_grpc.TokenizerServiceStub(channel)
+        reply = await stub.Detokenize(pb.DetokenizeRequest(tokenizer="0.6"), timeout=NO_DEADLINE)
+        assert reply.texts == ["slept"]
+    finally:
+        await channel.close()
+
+
 async def test_default_deadline_applies_to_server_streaming(target, fake):
-    channel = create_channel(target, default_timeout=5)
+    channel = create_channel(target, default_timeout=0.5)
     try:
         items = [item async for item in channel.unary_stream(fake.stream_method)(b"fine")]
         assert items == [b"one", b"two"]
+        started, items = time.perf_counter(), []
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for item in channel.unary_stream(fake.stream_method)(b"slow"):
+                items.append(item)
+        assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED and items == [b"one"]
+        assert time.perf_counter() - started < 1.5
+        slow = channel.unary_stream(fake.stream_method)(b"slow", timeout=NO_DEADLINE)
+        assert [item async for item in slow] == [b"one", b"two"]
     finally:
         await channel.close()
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import grpc
 import pytest
@@ -252,6 +255,41 @@ async def test_reflection_lists_every_mounted_service(served, fake):
     (reply,) = await _reflect(channel, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {s.name for s in reply.list_services_response.service}
     assert {fake.service, fake.stream_service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_answers_v1_and_v1alpha(served, fake, version):
+    # grpcurl >= 1.9 and `buf curl` ask for v1 first; older clients only know v1alpha. Same messages on the wire.
+    _, channel = served
+    info = channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
+                reflection_pb2.ServerReflectionRequest(file_containing_symbol=fake.service)]
+    listed, described = [reply async for reply in info(iter(requests), timeout=5)]
+    names = {s.name for s in listed.list_services_response.service}
+    assert {fake.service, "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert any(b"TokenizerService" in f for f in described.file_descriptor_response.file_descriptor_proto)
+
+
+async def test_buf_curl_calls_through_reflection_v1(served, fake):
+    server, _ = served
+    curl = [str(Path(sys.executable).parent / "buf"), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+            "--reflect-protocol", "grpc-v1"]  # v1 only: no fallback to v1alpha
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*curl, *args], capture_output=True, text=True, timeout=60)
+
+    listed = await asyncio.to_thread(run, "--list-services", f"http://127.0.0.1:{server.port}")
+    assert listed.returncode == 0, listed.stderr
+    assert fake.service in listed.stdout.split() and "grpc.reflection.v1.ServerReflection" in listed.stdout.split()
+    called = await asyncio.to_thread(
+        run, "-d", '{"tokenizer": "ok", "request_id": "via-v1"}', f"http://127.0.0.1:{server.port}/{fake.service}/Tokenize"
+    )
+    assert called.returncode == 0, called.stderr
+    assert "via-v1" in called.stdout
 
 
 async def test_reflection_describes_the_service(served, fake):

@@ -176,6 +176,14 @@ def test_server_settings_reads_standard_otel_and_log_level_variables():
     assert s.log_level == "DEBUG"
 
 
+def test_content_capture_is_off_unless_the_standard_genai_variable_turns_it_on():
+    assert ServerSettings.from_env("GENAI_X_", {}).capture_content is False
+    on = ServerSettings.from_env("GENAI_X_", {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
+    assert on.capture_content is True
+    with pytest.raises(SettingsError, match="OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"):
+        ServerSettings.from_env("GENAI_X_", {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "maybe"})
+
+
 def test_server_settings_prefixed_variables_win_over_shared_ones():
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",

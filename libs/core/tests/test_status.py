@@ -44,6 +44,7 @@ def test_every_taxonomy_class_maps_to_its_own_code():
         errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
         errors.NotFound: grpc.StatusCode.NOT_FOUND,
         errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        errors.Aborted: grpc.StatusCode.ABORTED,
         errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
         errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
         errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -15,7 +15,7 @@ from genai_core.server import GrpcServer
 from genai_core.settings import ServerSettings
 from genai_core.status import field_violations
 from genai_embedding.servicer import service_spec
-from genai_embedding.sparse import term_id
+from genai_sparse.bm25 import term_id
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 TEXTS = ["Paris is the capital of France.", "The cat sat on the mat.", "Stocks fell sharply on Monday."]
@@ -117,6 +117,15 @@ async def test_embed_bad_input_is_invalid_argument_with_field(stub, request_, fi
     code, violations, _ = await _error(stub.Embed(request_))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert violations[0][0] == field
+
+
+async def test_ids_of_another_tokenizer_say_so(stub):
+    # What LangChain's OpenAIEmbeddings sends by default: tiktoken (cl100k) ids for "Hello world".
+    code, violations, details = await _error(
+        stub.Embed(pb.EmbedRequest(token_inputs=pb.TokenInputs(sequences=[pb.TokenIds(ids=[9906, 1917, 100257])])))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and violations[0][0] == "token_inputs[0]"
+    assert "100257" in details and "30522" in details and "check_embedding_ctx_length=False" in details
 
 
 async def test_unknown_model_is_not_found(stub):

@@ -14,7 +14,7 @@ from genai_embedding.batcher import Batcher
 from genai_embedding.embedder import Truncation, truncate
 from genai_embedding.pooling import l2_normalize, mean_pool
 from genai_embedding.settings import EngineName, Settings
-from genai_embedding.sparse import HASH_SPACE, EnglishAnalyzer, WordPieceAnalyzer, bm25_weights, term_id
+from genai_sparse.bm25 import HASH_SPACE, EnglishAnalyzer, WordPieceAnalyzer, bm25_weights, term_id
 
 # -- pooling ---------------------------------------------------------------------------------
 

@@ -166,7 +166,8 @@ def second_lora_path(source, adapters_dir) -> str:
 def settings(cache_dir, data_dir):
     from genai_inference.settings import InferenceSettings
 
-    return InferenceSettings(cache_dir=cache_dir, data_dir=data_dir, max_batch_size=8, max_queue=16, max_new_tokens=256)
+    return InferenceSettings(cache_dir=cache_dir, data_dir=data_dir, max_batch_size=8, max_queue=16, max_new_tokens=256,
+                             artifacts_dir=data_dir / "artifacts")
 
 
 @pytest.fixture(scope="session")
@@ -190,10 +191,11 @@ async def inference(scheduler, tokenizer, settings):
 
 @pytest.fixture(scope="session")
 async def channel(inference):
+    from genai_inference.registry import ModelRegistry
     from genai_inference.servicer import service_spec
 
     deferred: Deferred = Deferred("inference engine")
-    deferred.set(inference)
+    deferred.set(ModelRegistry.around(inference))
     async with running_server([service_spec(deferred)]) as (_server, channel):
         yield channel
 

@@ -17,6 +17,7 @@ from genai_gateway.testing import serve_gateway
 from genai_inference.engines.openai_engine import OpenAIBackend
 from genai_inference.engines.tgi_engine import TgiBackend
 from genai_inference.generation import Inference
+from genai_inference.registry import ModelRegistry
 from genai_inference.servicer import service_spec
 from genai_inference.types import Constraint, ConstraintKind, FinishReason, Sampling
 
@@ -26,7 +27,7 @@ QUESTION = "What is the capital of France?"
 @pytest.fixture(scope="module")
 async def gateway_url(inference):
     deferred: Deferred = Deferred("inference engine")
-    deferred.set(inference)
+    deferred.set(ModelRegistry.around(inference))
     async with running_server([service_spec(deferred)]) as (server, _channel):
         settings = GatewaySettings(targets={"inference": f"127.0.0.1:{server.port}"}, request_timeout=120)
         async with serve_gateway(settings) as url:

@@ -420,7 +420,7 @@ async def test_load_and_unload_adapter(stub, lora_path, restore_engine, idle):
         ({"adapter_name": "x", "path": "../.."}, "path"),
         ({"adapter_name": "x", "path": "/etc"}, "path"),
         ({"adapter_name": "x", "path": "missing"}, "path"),
-        ({"adapter_name": "x", "artifact_id": "a-1"}, "path"),
+        ({"adapter_name": "x", "artifact_id": "../a-1"}, "artifact_id"),
         ({"adapter_name": "x", "base_model": "other", "path": "random-lora"}, "base_model"),
         ({"adapter_name": "", "path": "random-lora"}, "adapter_name"),
     ],

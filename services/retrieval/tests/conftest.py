@@ -47,7 +47,7 @@ async def embedding_channel(cache_dir) -> AsyncIterator:
     try:
         resolve(settings.model, settings.model_path)
     except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the default embedding model is not available: {exc}")
+        pytest.fail(f"the default embedding model did not load: {exc}")  # a fresh clone has it: failing is right
     embedder = Embedder.load(settings)
     await embedder.warmup()
     deferred = Deferred("embedding model")
@@ -67,7 +67,7 @@ async def tokenizer_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     try:
         registry.load()
     except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the tokenizers are not available: {exc}")
+        pytest.fail(f"the tokenizers did not load: {exc}")
     async with running_server([service_spec(registry)]) as (_server, channel):
         yield channel
 
@@ -78,6 +78,7 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     from genai_inference import backends
     from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
+    from genai_inference.registry import ModelRegistry
     from genai_inference.servicer import service_spec
     from genai_inference.settings import InferenceSettings
 
@@ -87,10 +88,10 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
     try:
         built = backends.build(settings, InferenceMetrics())
     except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the default inference model is not available: {exc}")
+        pytest.fail(f"the default inference model did not load: {exc}")
     await built.backend.start()
     deferred = Deferred("inference engine")
-    deferred.set(Inference(built.backend, built.tokenizer, settings))
+    deferred.set(ModelRegistry.around(Inference(built.backend, built.tokenizer, settings)))  # what the servicer serves
     async with running_server([service_spec(deferred)]) as (_server, channel):
         yield channel
     await built.backend.close()
@@ -98,12 +99,15 @@ async def inference_channel(cache_dir, tmp_path_factory) -> AsyncIterator:
 
 @pytest.fixture
 def make_stack(embedding_channel, tmp_path):
-    """``async with make_stack(kind, with_llm=False) as (stub, retrieval)``: a retrieval server over a new store."""
+    """``async with make_stack(kind, channels=...) as (stub, pipelines)``: a retrieval server over a new store,
+    its ports over the real services' channels (the embedding service's always)."""
     from genai.retrieval.v1 import retrieval_service_pb2_grpc as pb_grpc
-    from genai_retrieval.downstream import Downstream
-    from genai_retrieval.service import Retrieval
+    from genai_core.downstream import Downstream
+    from genai_core.settings import DownstreamSettings
+    from genai_retrieval.clients import ChatClient, EmbeddingClient, PackingClient
+    from genai_retrieval.pipelines import Pipelines
     from genai_retrieval.servicer import service_spec
-    from genai_retrieval.settings import RetrievalSettings
+    from genai_retrieval.settings import PREFIX, RetrievalSettings
     from genai_retrieval.store import open_store
 
     @asynccontextmanager
@@ -113,14 +117,16 @@ def make_stack(embedding_channel, tmp_path):
         settings = RetrievalSettings(data_dir=data, qdrant_url=url, chunk_size_tokens=64, chunk_overlap_tokens=8,
                                      **overrides)
         store = open_store(settings.data_dir, settings.qdrant_url)
-        downstream = Downstream("", "", "", channels={"embedding": embedding_channel, **(channels or {})})
-        retrieval = Retrieval(settings, store, downstream)
+        downstream = Downstream(DownstreamSettings({}), caller_prefix=PREFIX,
+                                channels={"embedding": embedding_channel, **(channels or {})})
+        pipelines = Pipelines.build(settings, store, EmbeddingClient(downstream), ChatClient(downstream),
+                                    PackingClient(downstream))
         deferred = Deferred("retrieval")
-        deferred.set(retrieval)
+        deferred.set(pipelines)
         async with running_server([service_spec(deferred)]) as (_server, channel):
             try:
-                yield pb_grpc.RetrievalServiceStub(channel), retrieval
+                yield pb_grpc.RetrievalServiceStub(channel), pipelines
             finally:
-                await retrieval.close()
+                store.close()
 
     return make

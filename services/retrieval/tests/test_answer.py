@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
-from genai_retrieval.answer import citations
+from genai_retrieval.grounding import citations
+from genai_retrieval.types import Chunk, SearchResult, Span
 from google.protobuf import struct_pb2
 
 pytestmark = pytest.mark.slow
@@ -54,8 +55,7 @@ async def test_answer_stream(answer_stack):
 
 
 def test_citation_markers_map_to_contexts():
-    contexts = [pb.SearchResult(chunk=pb.Chunk(chunk_id=f"c{i}", document_id=f"d{i}", text=f"text {i}"))
-                for i in range(3)]
+    contexts = [SearchResult(Chunk(f"c{i}", f"d{i}", 0, f"text {i}"), 1.0) for i in range(3)]
     cites = citations("Paris is the capital [2]. It has a tower [1][9].", contexts)
     assert [(c.document_id, c.context_index) for c in cites] == [("d1", 1), ("d0", 0)]
     assert cites[0].answer_span.start == 0 and cites[1].answer_span.start == 26
@@ -64,4 +64,5 @@ def test_citation_markers_map_to_contexts():
     text = "Intro line.\nThe capital of Austria is Vienna. [1] Berlin is German.[3]"
     assert [text[a:b] for a, b in spans] == ["The capital of Austria is Vienna. [1]", "Berlin is German.[3]"]
     fallback = citations("No markers here.", contexts)
-    assert [(c.document_id, c.HasField("answer_span")) for c in fallback] == [("d0", False)]
+    assert [(c.document_id, c.answer_span) for c in fallback] == [("d0", None)]
+    assert cites[0].quote == "text 1" and cites[0].answer_span == Span(0, 24)

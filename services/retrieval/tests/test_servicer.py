@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 from genai.retrieval.v1 import retrieval_service_pb2 as pb
-from genai_retrieval.testing import make_pdf
 from google.protobuf import struct_pb2
+
+from tests.support.pdf import make_pdf
 
 DOCS = {
     "paris": ("Paris is the capital of France. The Eiffel Tower stands in Paris.", {"lang": "en", "year": 2020}),

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 from genai_core.errors import AlreadyExists, InvalidArgument, NotFound
-from genai_retrieval import filters as F
+from genai_retrieval.filters import documents
 from genai_retrieval.store import DENSE, SPARSE, ClientStore, EdgeStore, PointData, open_store
+from genai_retrieval.types import Filter, Match, MatchAny, Range
 
 META = {"tenant": "t1", "name": "c1", "dimensions": 4, "distance": "cosine", "sparse_enabled": True}
 
@@ -83,14 +84,14 @@ def test_upsert_search_filters_delete(store):
     payloads = store.payloads("t1", "c1", [points[2].id, points[5].id, "00000000-0000-0000-0000-000000000000"])
     assert payloads == {points[2].id: points[2].payload, points[5].id: points[5].payload}  # unknown ids: absent
     # typed filters: equals, any_of on a list field, numeric range, nested key, should / must_not
-    fr = F.Filter(must=[F.Match("metadata.lang", "fr")])
+    fr = Filter(must=[Match("metadata.lang", "fr")])
     assert {h.payload["metadata"]["lang"] for h in store.search("t1", "c1", DENSE, _vec(1), 10, fr)} == {"fr"}
-    assert store.count("t1", "c1", F.Filter(must=[F.MatchAny("metadata.tags", ("t1", "t4"))])) == 2
-    assert store.count("t1", "c1", F.Filter(must=[F.Range("metadata.year", gte=2003)])) == 3
-    assert store.count("t1", "c1", F.Filter(must=[F.Match("metadata.author.name", "n5")])) == 1
-    assert store.count("t1", "c1", F.Filter(should=[F.Match("metadata.year", 2000), F.Match("metadata.year", 2001)],
-                                            must_not=[F.Match("metadata.lang", "en")])) == 1
-    scrolled = store.scroll("t1", "c1", F.documents(["d0"]))
+    assert store.count("t1", "c1", Filter(must=[MatchAny("metadata.tags", ("t1", "t4"))])) == 2
+    assert store.count("t1", "c1", Filter(must=[Range("metadata.year", gte=2003)])) == 3
+    assert store.count("t1", "c1", Filter(must=[Match("metadata.author.name", "n5")])) == 1
+    assert store.count("t1", "c1", Filter(should=[Match("metadata.year", 2000), Match("metadata.year", 2001)],
+                                            must_not=[Match("metadata.lang", "en")])) == 1
+    scrolled = store.scroll("t1", "c1", documents(["d0"]))
     assert sorted(h.payload["text"] for h in scrolled) == ["chunk 0", "chunk 3"]
     store.delete("t1", "c1", [h.id for h in scrolled])
     assert store.count("t1", "c1", None) == 4

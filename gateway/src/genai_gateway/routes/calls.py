@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from genai_gateway.deadlines import Deadlines
 from genai_gateway.errors import GatewayError, call
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,19 @@ def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]
 
 
+def deadlines(request: Request) -> Deadlines:
+    """The app's deadline policy: ``deadlines(request).generate()`` etc., passed as ``timeout=``."""
+    return request.app.state.deadlines
+
+
 def stub(request: Request, name: str) -> Any:
     """The gRPC stub of backend ``name``; 503 when this gateway has no target for it."""
     return request.app.state.backends.stub(name)
+
+
+def stub_of_operations(request: Request, name: str) -> Any:
+    """The OperationsService stub of backend ``name``; 503 when this gateway has no target for it."""
+    return request.app.state.backends.operations(name)
 
 
 async def unary(
@@ -46,9 +57,8 @@ async def unary_all(
 ) -> list[T]:
     """Await several unary gRPC calls together; cancel them all if the HTTP client goes away first.
 
-    ``on_abandon`` runs then too (the routes send the Cancel RPC): cancelling a unary call object
-    does not reach the server through the channel's OpenTelemetry interceptor, which awaits the
-    call's status inside its own task; cancelling a stream does.
+    ``on_abandon`` runs then too (the routes send the Cancel RPC by request id), for a callee that
+    lost the call's own cancellation.
     """
 
     async def disconnected() -> None:

@@ -8,11 +8,11 @@ import numpy as np
 from fastapi import APIRouter, Request
 from genai.embedding.v1 import embedding_service_pb2 as pb
 
-from genai_gateway.errors import call
 from genai_gateway.routes import calls
 from genai_gateway.routes import embeddings_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=ApiRoute)
 
 
 
@@ -36,6 +36,11 @@ def _inputs(value: str | list[str] | list[int] | list[list[int]], message: pb.Em
         message.texts.SetInParent()  # an empty list still says "texts", so the error names input
 
 
+async def _embed(request: Request, message: pb.EmbedRequest, value: object) -> pb.EmbedResponse:
+    timeout = calls.deadlines(request).inputs(len(message.texts.texts) + len(message.token_inputs.sequences))
+    return await calls.unary(request, calls.stub(request, "embedding").Embed(message, timeout=timeout), _renames(value))
+
+
 def _usage(usage) -> api.EmbeddingUsage:
     return api.EmbeddingUsage(prompt_tokens=usage.prompt_tokens, total_tokens=usage.prompt_tokens)
 
@@ -46,7 +51,7 @@ async def create_embeddings(body: api.EmbeddingRequest, request: Request) -> api
     _inputs(body.input, message)
     if body.dimensions is not None:
         message.options.dimensions = body.dimensions
-    reply = await call(calls.stub(request, "embedding").Embed(message), _renames(body.input))
+    reply = await _embed(request, message, body.input)
 
     def encode(values) -> list[float] | str:
         if body.encoding_format == "base64":
@@ -67,7 +72,7 @@ async def create_sparse(body: api.SparseRequest, request: Request) -> api.Sparse
         options=pb.EmbedOptions(kind=pb.EMBEDDING_KIND_SPARSE, sparse_model=body.sparse_model),
     )
     _inputs(body.input, message)
-    reply = await call(calls.stub(request, "embedding").Embed(message), _renames(body.input))
+    reply = await _embed(request, message, body.input)
     return api.SparseResponse(
         data=[
             api.SparseData(index=e.index, indices=list(e.sparse.indices), values=list(e.sparse.values))
@@ -86,8 +91,10 @@ async def rerank(body: api.RerankRequest, request: Request) -> api.RerankRespons
         return_text=body.return_documents,
     )
     if body.top_n is not None:
-        message.top_n = max(body.top_n, 0)
-    reply = await call(calls.stub(request, "embedding").Rerank(message), {r"^passages": "documents"})
+        message.top_n = body.top_n
+    timeout = calls.deadlines(request).inputs(len(body.documents) + 1)
+    reply = await calls.unary(request, calls.stub(request, "embedding").Rerank(message, timeout=timeout),
+                              {r"^passages": "documents"})
     return api.RerankResponse(
         id=reply.request_id,
         model=reply.model,

@@ -3,22 +3,33 @@ in the Cohere/Jina/TEI shape."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from genai_core.limits import EMBEDDING
 from pydantic import BaseModel, ConfigDict, Field
+
+from genai_gateway.routes._bounds import UINT32_MAX, TokenId
+
+_MAX = EMBEDDING.max_request_inputs
+Text = Annotated[str, Field(min_length=1)]
+Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=_MAX)]
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    input: str | list[str] | list[int] | list[list[int]] = Field(
-        ..., description="A text, a list of texts, a list of token ids, or a list of token-id lists."
-    )
+    input: (
+        Texts
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=_MAX)]
+    ) = Field(..., description="A text, a list of texts, a list of token ids, or a list of token-id lists.")
     model: str = Field("", description="Model id (GET the embedding service's info); empty = the default.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="`base64`: each vector as base64 of little-endian float32, as OpenAI does."
     )
-    dimensions: int | None = Field(None, description="Must be the model's full dimension (no Matryoshka reduction).")
+    dimensions: int | None = Field(
+        None, ge=1, le=UINT32_MAX, description="Must be the model's full dimension (no Matryoshka reduction)."
+    )
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
 
 
@@ -41,9 +52,9 @@ class EmbeddingResponse(BaseModel):
 
 
 class SparseRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    input: str | list[str] = Field(..., description="A text or a list of texts.")
+    input: Texts = Field(..., description="A text or a list of texts.")
     model: str = ""
     sparse_model: str = Field(
         "", description='The term analyzer: "bm25-english" (default: stemmed words) or "bm25-wordpiece" (token ids).'
@@ -65,12 +76,12 @@ class SparseResponse(BaseModel):
 
 
 class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    query: str
-    documents: list[str]
+    query: Text
+    documents: list[Text] = Field(..., min_length=1, max_length=_MAX)
     model: str = ""
-    top_n: int | None = Field(None, description="Return only the best n; unset returns every document.")
+    top_n: int | None = Field(None, ge=1, le=_MAX, description="Return only the best n; unset returns every document.")
     return_documents: bool = False
 
 

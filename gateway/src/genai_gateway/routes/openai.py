@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions and /v1/models.
+"""OpenAI-compatible routes: /v1/chat/completions and /v1/completions (/v1/models: routes/models.py).
 
 Wire-exact with OpenAI's API so the official SDKs work unchanged, streaming included
 (``chat.completion.chunk`` / ``text_completion`` events, ``data: [DONE]``). Finish reasons:
@@ -29,10 +29,12 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import struct_pb2
 
 from genai_gateway.errors import GatewayError, call
-from genai_gateway.routes import calls, sse
+from genai_gateway.openapi import stream_response
+from genai_gateway.routes import agent_openai, calls, openai_legacy, sse
 from genai_gateway.routes import openai_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=ApiRoute)
 
 _FINISH = {
     pb.FINISH_REASON_UNSPECIFIED: "stop",
@@ -70,7 +72,20 @@ def _bad(param: str, message: str) -> GatewayError:
 
 
 
-def _canceller(request: Request, request_ids: Sequence[str]):
+async def model_name(request: Request, requested: str) -> str:
+    """The model a stream's chunks name: the request's, or (empty) the inference service's default, looked up
+    once per gateway; a stream cannot wait for its final message to say which model ran."""
+    if requested:
+        return requested
+    state = request.app.state
+    if not getattr(state, "default_model", ""):
+        reply = await call(calls.stub(request, "inference").GetInfo(pb.GetInfoRequest(
+            request_id=calls.request_id(request)), timeout=calls.deadlines(request).lookup()))
+        state.default_model = reply.default_model.id
+    return state.default_model
+
+
+def canceller(request: Request, request_ids: Sequence[str]):
     """Sends Cancel for each request id: what frees the service's slots when a client leaves a unary call."""
     stub = calls.stub(request, "inference")
 
@@ -216,7 +231,7 @@ def _constraint(
         message.constraint.json_schema.CopyFrom(_struct(fmt.json_schema.schema_, "response_format.json_schema.schema"))
 
 
-def _chat_request(body: api.ChatCompletionRequest, rid: str) -> tuple[pb.ChatRequest, dict[str, str]]:
+def chat_request(body: api.ChatCompletionRequest, rid: str) -> tuple[pb.ChatRequest, dict[str, str]]:
     if body.top_logprobs is not None and not body.logprobs:
         raise _bad("top_logprobs", "set logprobs to true to use top_logprobs")
     if body.stream_options is not None and not body.stream:
@@ -261,7 +276,7 @@ def _token_logprobs(items: Sequence[pb.TokenLogprob]) -> list[dict[str, Any]]:
     ]
 
 
-def _arguments(tool_call: pb.ToolCall) -> str:
+def tool_arguments(tool_call: pb.ToolCall) -> str:
     if tool_call.HasField("arguments"):
         return json.dumps(struct_to_dict(tool_call.arguments), ensure_ascii=False)
     return tool_call.unparsed_arguments
@@ -271,7 +286,7 @@ def _tool_call_json(tool_call: pb.ToolCall) -> dict[str, Any]:
     return {
         "id": tool_call.id or f"call_{uuid.uuid4().hex[:24]}",
         "type": "function",
-        "function": {"name": tool_call.name, "arguments": _arguments(tool_call)},
+        "function": {"name": tool_call.name, "arguments": tool_arguments(tool_call)},
     }
 
 
@@ -357,19 +372,29 @@ async def _chat_chunks(
     response_model=api.ChatCompletion,
     response_model_exclude_unset=True,
     summary="Chat completion (OpenAI-compatible; SSE when stream is true)",
+    responses=stream_response("A chat.completion, or chat.completion.chunk events when stream is true"),
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
+    if agent_openai.is_agent(body.model):  # model="agent:<assistant>": the agent service answers
+        return await agent_openai.chat_completion(body, request)
     rid, created = calls.request_id(request), int(time.time())
-    message, renames = _chat_request(body, rid)
+    legacy = openai_legacy.uses_legacy(body)
+    if legacy:
+        body = openai_legacy.as_tools(body)
+    message, renames = chat_request(body, rid)
     stub = calls.stub(request, "inference")
+    timeout = calls.deadlines(request).generate()
     if body.stream:
         streaming = pb.ChatStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
-        streams = await sse.open_streams([lambda: stub.ChatStream(streaming)], [renames])
+        streams = await sse.open_streams([lambda: stub.ChatStream(streaming, timeout=timeout)], [renames])
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        frames = _chat_chunks(streams[0], rid=rid, created=created, model=body.model, include_usage=include_usage)
+        model = await model_name(request, body.model)
+        frames = _chat_chunks(streams[0], rid=rid, created=created, model=model, include_usage=include_usage)
+        if legacy:
+            frames = openai_legacy.stream(frames)
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
-    reply = await calls.unary(request, stub.Chat(message), renames, _canceller(request, [rid]))
-    return api.ChatCompletion(
+    reply = await calls.unary(request, stub.Chat(message, timeout=timeout), renames, canceller(request, [rid]))
+    completion = api.ChatCompletion(
         id=f"chatcmpl-{rid}",
         object="chat.completion",
         created=created,
@@ -377,6 +402,7 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
         choices=[_chat_choice(c, body.logprobs) for c in reply.choices],
         usage=api.Usage(**_usage(reply.usage)),
     )
+    return openai_legacy.reply(completion) if legacy else completion
 
 
 # -- completions (legacy) -----------------------------------------------------------------------
@@ -405,16 +431,9 @@ def _legacy_logprobs(items: Sequence[pb.TokenLogprob], offset: int = 0, prompt: 
 def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[dict[str, Any]]:
     if isinstance(prompt, str):
         return [{"text": prompt}]
-    if not prompt:
-        raise _bad("prompt", "send at least one prompt")
-    if isinstance(prompt[0], str):
+    if isinstance(prompt[0], str):  # lists are never empty: the schema says min_length 1
         return [{"text": p} for p in prompt]
-    sequences = [prompt] if isinstance(prompt[0], int) else prompt
-    for i, ids in enumerate(sequences):
-        if not all(0 <= t < 2**32 for t in ids):  # an empty prompt is the inference service's rule
-            raise _bad(
-                "prompt" if sequences is not prompt else f"prompt[{i}]", "token ids must be between 0 and 2^32-1"
-            )
+    sequences = [prompt] if isinstance(prompt[0], int) else prompt  # ids are uint32: the schema bounds them
     return [{"token_ids": pb.TokenIds(ids=ids)} for ids in sequences]
 
 
@@ -505,27 +524,31 @@ async def _completion_chunks(
     response_model=api.Completion,
     response_model_exclude_unset=True,
     summary="Text completion (OpenAI legacy; echo + logprobs for loglikelihood evaluation)",
+    responses=stream_response("A text_completion, or text_completion events when stream is true"),
 )
 async def completions(body: api.CompletionRequest, request: Request):
     rid, created = calls.request_id(request), int(time.time())
     messages, renames = _generate_requests(body, rid)
     stub = calls.stub(request, "inference")
+    timeout = calls.deadlines(request).generate()
     if body.stream:
         streaming = [pb.GenerateStreamRequest.FromString(m.SerializeToString()) for m in messages]
-        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m) for m in streaming], renames)
+        streams = await sse.open_streams([lambda m=m: stub.GenerateStream(m, timeout=timeout) for m in streaming],
+                                         renames)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         frames = _completion_chunks(
             streams,
             rid=rid,
             created=created,
-            model=body.model,
+            model=await model_name(request, body.model),
             n=body.n,
             logprobs=body.logprobs is not None,
             include_usage=include_usage,
         )
         return sse.EventStream(sse.events(frames, streams, _error_frame, sse.DONE))
     replies = await calls.unary_all(
-        request, [stub.Generate(m) for m in messages], renames, _canceller(request, [m.request_id for m in messages])
+        request, [stub.Generate(m, timeout=timeout) for m in messages], renames,
+        canceller(request, [m.request_id for m in messages]),
     )
     choices, usage = (
         [],
@@ -556,40 +579,3 @@ async def completions(body: api.CompletionRequest, request: Request):
         choices=sorted(choices, key=lambda c: c.index),
         usage=usage,
     )
-
-
-# -- models -------------------------------------------------------------------------------------
-
-
-def _card(m: pb.Model) -> api.ModelCard:
-    adapter = m.kind == pb.Model.KIND_ADAPTER
-    return api.ModelCard(
-        id=m.id,
-        object="model",
-        created=m.load_time.seconds if m.HasField("load_time") else 0,
-        owned_by="genai",
-        root=(m.source or m.id) if adapter else m.id,
-        parent=m.base_model if adapter else None,
-        max_model_len=m.context_length or None,
-    )
-
-
-@router.get(
-    "/v1/models", response_model=api.ModelList, response_model_exclude_unset=True, summary="List models and adapters"
-)
-async def list_models(request: Request) -> api.ModelList:
-    stub, data, token = calls.stub(request, "inference"), [], ""
-    while True:
-        reply = await call(stub.ListModels(pb.ListModelsRequest(request_id=calls.request_id(request), page_token=token)))
-        data.extend(_card(m) for m in reply.models)
-        token = reply.next_page_token
-        if not token:
-            return api.ModelList(object="list", data=data)
-
-
-@router.get(
-    "/v1/models/{model:path}", response_model=api.ModelCard, response_model_exclude_unset=True, summary="Get one model"
-)
-async def get_model(model: str, request: Request) -> api.ModelCard:
-    reply = await call(calls.stub(request, "inference").GetModel(pb.GetModelRequest(request_id=calls.request_id(request), model=model)))
-    return _card(reply.model)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer the stream
+END_WAIT_S = 0.5  # how long a stream may take to close after its `complete` message
 
 
 def data(payload: Any, *, space: bool = True) -> bytes:
@@ -65,7 +66,7 @@ class GrpcStream:
         self._first: Any = None
 
     async def _read(self) -> Any:
-        message = await call(self._call.read(), self._renames)
+        message = await call(self._call.read(), self._renames, getattr(self._call, "service", None))
         if message is grpc.aio.EOF:
             raise GatewayError(500, "the inference stream ended without a final message", "server_error", "internal")
         if message.WhichOneof("event") == "error":
@@ -79,10 +80,20 @@ class GrpcStream:
     async def __aiter__(self) -> AsyncIterator[Any]:
         message = self._first if self._first is not None else await self._read()
         while True:
-            yield message
             if message.WhichOneof("event") == "complete":
+                await self._end()
+                yield message
                 return
+            yield message
             message = await self._read()
+
+    async def _end(self) -> None:
+        """After ``complete`` the callee closes the stream at once: read that end (briefly), so the call
+        and its span end with the callee's status instead of being cancelled by ``events``."""
+        try:
+            await asyncio.wait_for(self._call.read(), END_WAIT_S)
+        except (TimeoutError, grpc.aio.AioRpcError):
+            pass  # events() cancels it
 
     def cancel(self) -> None:
         """Cancel the call; the server sees CANCELLED and stops generating. A no-op once it ended."""
@@ -141,8 +152,8 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        super().__init__(content, headers=HEADERS)
+    def __init__(self, content: AsyncIterator[bytes], status_code: int = 200) -> None:  # status: for OpenAPI
+        super().__init__(content, status_code=status_code, headers=HEADERS)
 
     async def __call__(self, scope, receive, send) -> None:
         listener = asyncio.ensure_future(self.listen_for_disconnect(receive))

@@ -25,14 +25,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from genai.inference.v1 import inference_service_pb2 as pb
 from google.protobuf import struct_pb2
 
-from genai_gateway.errors import GatewayError
+from genai_gateway.errors import GatewayError, validation_error
+from genai_gateway.openapi import stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import tgi_protocol as api
 from genai_gateway.routes._fields import set_present
+from genai_gateway.routing import ApiRoute
 
 _FINISH = {
     pb.FINISH_REASON_UNSPECIFIED: "eos_token",
@@ -61,14 +62,14 @@ def _error_body(exc: GatewayError) -> dict[str, str]:
 
 
 def _error_response(exc: GatewayError) -> JSONResponse:
-    return JSONResponse(_error_body(exc), status_code=422 if exc.status == 400 else exc.status)
+    return JSONResponse(_error_body(exc), status_code=422 if exc.status == 400 else exc.status, headers=exc.headers)
 
 
 def _invalid(param: str, message: str) -> GatewayError:
     return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
-class TgiRoute(APIRoute):
+class TgiRoute(ApiRoute):
     """Renders every error of these routes (auth and validation included) in TGI's shape."""
 
     def get_route_handler(self) -> Callable:
@@ -80,9 +81,7 @@ class TgiRoute(APIRoute):
             except GatewayError as exc:
                 return _error_response(exc)
             except RequestValidationError as exc:
-                first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-                loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-                return _error_response(_invalid(loc or "body", str(first["msg"])))
+                return _error_response(validation_error(exc))
 
         return route
 
@@ -119,13 +118,7 @@ def _constraint(grammar: api.Grammar, message: pb.GenerateRequest) -> None:
 def _request(body: api.GenerateRequest, rid: str, *, stream: bool) -> tuple[pb.GenerateRequest, int | None]:
     """The GenerateRequest, and the seed to report (set whenever sampling, as TGI reports it)."""
     p = body.parameters
-    if p.best_of is not None and p.best_of > 1:
-        raise _invalid("parameters.best_of", "best_of > 1 is not supported; send 1 or leave it out")
-    for name in ("typical_p", "truncate"):
-        if getattr(p, name) is not None:
-            raise _invalid(f"parameters.{name}", "not supported by this server; leave it out")
-    if p.watermark:
-        raise _invalid("parameters.watermark", "not supported by this server; send false")
+    # best_of > 1, typical_p, truncate and watermark are rejected by the schema (tgi_protocol).
     s = pb.SamplingParams(stop_sequences=p.stop)
     if p.max_new_tokens is not None:
         s.max_new_tokens = p.max_new_tokens
@@ -135,7 +128,7 @@ def _request(body: api.GenerateRequest, rid: str, *, stream: bool) -> tuple[pb.G
     if not sampling:
         s.temperature = 0.0
     else:
-        seed = p.seed if p.seed is not None else random.getrandbits(63)  # reported back, so a run can be repeated
+        seed = p.seed if p.seed is not None else random.getrandbits(53)  # reported back (and accepted again), so a run can be repeated
         s.seed = seed
         set_present(s, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p)
     set_present(s, repetition_penalty=p.repetition_penalty, frequency_penalty=p.frequency_penalty)
@@ -172,7 +165,7 @@ async def _generate(body: api.GenerateRequest, request: Request) -> api.Generate
             pb.CancelRequest(request_id=f"{message.request_id}-cancel", target_request_id=message.request_id), timeout=5
         )
 
-    reply = await calls.unary(request, stub.Generate(message), _RENAMES, cancel)
+    reply = await calls.unary(request, stub.Generate(message, timeout=calls.deadlines(request).generate()), _RENAMES, cancel)
     c = reply.completions[0]
     finish = _finish(c.finish_reason)  # a failed generation is an error even when no details were asked for
     text = (body.inputs if body.parameters.return_full_text else "") + c.text
@@ -254,23 +247,20 @@ async def _generate_stream(body: api.GenerateRequest, request: Request) -> sse.E
     message, seed = _request(body, calls.request_id(request), stream=True)
     streaming = pb.GenerateStreamRequest.FromString(message.SerializeToString())  # same fields and numbers
     stub = calls.stub(request, "inference")
-    streams = await sse.open_streams([lambda: stub.GenerateStream(streaming)], [_RENAMES])
+    streams = await sse.open_streams([lambda: stub.GenerateStream(streaming, timeout=calls.deadlines(request).generate())], [_RENAMES])
     # TGI ends /generate_stream without a [DONE] event (only its chat route sends one).
     return sse.EventStream(sse.events(_events(streams[0], body, seed), streams, _tgi_error_frame))
 
 
-@router.post(
-    "/generate",
-    response_model=api.GenerateResponse,
-    response_model_exclude_unset=True,
-    responses={422: {"model": api.ErrorResponse}, 429: {"model": api.ErrorResponse}},
-    summary="TGI generate",
-)
+@router.post("/generate", response_model=api.GenerateResponse, response_model_exclude_unset=True,
+             summary="TGI generate")
 async def generate(body: api.GenerateRequest, request: Request) -> api.GenerateResponse:
     return await _generate(body, request)
 
 
-@router.post("/generate_stream", summary="TGI generate, streamed as server-sent events (one per token)")
+@router.post("/generate_stream", response_class=sse.EventStream,
+             responses=stream_response("One event per token; the last carries generated_text and details"),
+             summary="TGI generate, streamed as server-sent events (one per token)")
 async def generate_stream(body: api.GenerateRequest, request: Request) -> sse.EventStream:
     return await _generate_stream(body, request)
 
@@ -280,6 +270,7 @@ async def generate_stream(body: api.GenerateRequest, request: Request) -> sse.Ev
     response_model=list[api.GenerateResponse],
     response_model_exclude_unset=True,
     summary="TGI compat route: a one-element list, or an event stream when stream is true",
+    responses=stream_response("A one-element list, or token events when stream is true"),
 )
 async def compat_generate(body: api.GenerateRequest, request: Request):
     if body.stream:

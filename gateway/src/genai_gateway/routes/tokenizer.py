@@ -12,8 +12,9 @@ from google.protobuf import json_format, struct_pb2
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import calls
 from genai_gateway.routes import tokenizer_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["tokenizer"])
+router = APIRouter(tags=["tokenizer"], route_class=ApiRoute)
 
 _KIND_NAMES = {
     pb.TOKENIZER_KIND_BPE: "bpe",
@@ -119,8 +120,6 @@ async def tokenize(body: api.TokenizeRequest, request: Request) -> api.TokenizeR
 async def detokenize(body: api.DetokenizeRequest, request: Request) -> api.DetokenizeResponse:
     ids = body.ids
     sequences = [ids] if not ids or isinstance(ids[0], int) else ids
-    if any(i < 0 for seq in sequences for i in seq):
-        raise GatewayError(400, "ids: token ids must not be negative", "invalid_request_error", "invalid_argument", "ids")
     reply = await call(
         calls.stub(request, "tokenizer").Detokenize(
             pb.DetokenizeRequest(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from genai_core.limits import TOKENIZER
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from genai_gateway.routes._bounds import NonEmpty, Positive32, TokenId, UInt32
+
+Text = Annotated[str, Field(max_length=TOKENIZER.max_input_chars)]
+Texts = str | Annotated[list[Text], Field(min_length=1, max_length=TOKENIZER.max_batch_size)]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     tokenizer: str = Field(
         "",
@@ -18,7 +24,7 @@ class _Request(BaseModel):
 
 
 class TokenizeRequest(_Request):
-    input: str | list[str] = Field(..., description="One text or a list of texts.")
+    input: Texts = Field(..., description="One text or a list of texts.")
     add_special_tokens: bool = Field(True, description="Add BOS/[CLS]/[SEP] as the tokenizer does.")
     return_tokens: bool = Field(False, description="Return the token strings.")
     return_offsets: bool = Field(False, description="Return [start, end) character offsets per token.")
@@ -41,7 +47,9 @@ class TokenizeResponse(BaseModel):
 
 
 class DetokenizeRequest(_Request):
-    ids: list[int] | list[list[int]] = Field(..., description="One sequence of token ids, or a list of them.")
+    ids: list[TokenId] | Annotated[list[list[TokenId]], Field(max_length=TOKENIZER.max_batch_size)] = Field(
+        ..., description="One sequence of token ids, or a list of them."
+    )
     skip_special_tokens: bool = False
 
 
@@ -58,7 +66,7 @@ class DetokenizeResponse(BaseModel):
 
 
 class CountRequest(_Request):
-    input: str | list[str]
+    input: Texts
     add_special_tokens: bool = True
 
 
@@ -70,22 +78,30 @@ class CountResponse(BaseModel):
 
 
 class FunctionCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     name: str
     arguments: str | dict[str, Any] = Field("{}", description="JSON object, as a string (OpenAI) or an object.")
 
 
 class ToolCall(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str = ""
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
 class ContentPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["text"] = "text"
     text: str
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: str = Field(..., min_length=1, description="system, user, assistant or tool.")
     content: str | list[ContentPart] | None = ""
     name: str | None = None
@@ -94,18 +110,22 @@ class ChatMessage(BaseModel):
 
 
 class FunctionDef(BaseModel):
-    name: str = Field(..., min_length=1)
+    model_config = ConfigDict(strict=True)
+
+    name: NonEmpty
     description: str = ""
     parameters: dict[str, Any] = {}
 
 
 class ToolDef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["function"] = "function"
     function: FunctionDef
 
 
 class ChatTemplateRequest(_Request):
-    messages: list[ChatMessage] = Field(..., description="The conversation, in the OpenAI message shape.")
+    messages: list[ChatMessage] = Field(..., min_length=1, description="The conversation, in the OpenAI message shape.")
     add_generation_prompt: bool = True
     tools: list[ToolDef] = []
     chat_template: str | None = Field(None, description="A Jinja template to use instead of the tokenizer's.")
@@ -120,13 +140,13 @@ class ChatTemplateResponse(BaseModel):
 
 
 class PackRequest(_Request):
-    token_budget: int = Field(..., gt=0)
+    token_budget: Positive32
     system_prompt: str = ""
     question: str = ""
-    chunks: list[str] = []
-    reserved_tokens: int = Field(0, ge=0)
+    chunks: list[str] = Field([], max_length=TOKENIZER.max_batch_size)
+    reserved_tokens: UInt32 = 0
     strategy: Literal["greedy", "prefix"] = "greedy"
-    separator_tokens: int | None = Field(None, ge=0)
+    separator_tokens: UInt32 | None = None
 
 
 class PackResponse(BaseModel):
@@ -168,17 +188,19 @@ class TokenizerList(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(..., description="The new tokenizer's id: letters, digits, '.', '_', '-' (max 64).")
     kind: Literal["bpe", "wordpiece", "unigram"] = "bpe"
-    vocab_size: int = Field(..., ge=100, le=1_000_000)
-    special_tokens: list[str] = []
-    texts: list[str] | None = Field(None, description="Inline corpus, one document per entry.")
-    files: list[str] | None = Field(None, description="Corpus files relative to the tokenizer service's data dir.")
-    min_frequency: int | None = Field(None, ge=1)
+    vocab_size: int = Field(..., ge=TOKENIZER.min_vocab_size, le=TOKENIZER.max_vocab_size)
+    special_tokens: list[NonEmpty] = []
+    texts: list[str] | None = Field(None, min_length=1, description="Inline corpus, one document per entry.")
+    files: list[NonEmpty] | None = Field(
+        None, min_length=1, description="Corpus files relative to the tokenizer service's data dir."
+    )
+    min_frequency: Positive32 | None = None
     lowercase: bool = False
-    max_length: int | None = Field(None, gt=0)
+    max_length: Positive32 | None = None
     overwrite: bool = False
 
 

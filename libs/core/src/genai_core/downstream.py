@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from genai_core.channels import create_channel
 from genai_core.errors import (
+    Aborted,
     AlreadyExists,
     Cancelled,
     DeadlineExceeded,
@@ -86,6 +87,7 @@ ERRORS: Mapping[grpc.StatusCode, Translate] = {
     grpc.StatusCode.INVALID_ARGUMENT: _invalid,
     grpc.StatusCode.NOT_FOUND: _named(NotFound),
     grpc.StatusCode.ALREADY_EXISTS: _named(AlreadyExists),
+    grpc.StatusCode.ABORTED: _named(Aborted),
     grpc.StatusCode.OUT_OF_RANGE: _named(OutOfRange),
     grpc.StatusCode.RESOURCE_EXHAUSTED: _named(ResourceExhausted),
     grpc.StatusCode.FAILED_PRECONDITION: _named(FailedPrecondition),

@@ -16,6 +16,7 @@ class ErrorCode(enum.Enum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    ABORTED = "ABORTED"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     OUT_OF_RANGE = "OUT_OF_RANGE"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
@@ -74,6 +75,12 @@ class AlreadyExists(GenAIError):
     """A resource with that name exists already."""
 
     code = ErrorCode.ALREADY_EXISTS
+
+
+class Aborted(GenAIError):
+    """The request conflicts with concurrent work on the same resource (a busy thread); retry later."""
+
+    code = ErrorCode.ABORTED
 
 
 class FailedPrecondition(GenAIError):

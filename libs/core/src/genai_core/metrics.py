@@ -1,13 +1,16 @@
-"""Prometheus metrics for gRPC servers: requests, latency histogram and in-flight gauge."""
+"""Prometheus metrics for gRPC servers: requests, latency histogram, in-flight gauge, pipeline stage latency."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 
 import grpc
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from genai_core.handlers import final_code, rewrap
+from genai_core.spans import PIPELINE_ATTRIBUTE, STAGE_ATTRIBUTE
 
 # Buckets span sub-millisecond tokenizer calls up to minute-long training or generation calls.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -30,7 +33,15 @@ class GrpcMetrics:
         self.in_flight = Gauge(
             "genai_grpc_in_flight_requests", "RPCs being served now.", labels, registry=self.registry
         )
+        self.stage_duration = Histogram(
+            "genai_stage_duration_seconds", "Time of one stage of a pipeline (genai_core.spans.stage).",
+            ["pipeline", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
         self.service = service
+
+    def stage_processor(self) -> SpanProcessor:
+        """A span processor that records the duration of every ``spans.stage`` span in ``stage_duration``."""
+        return StageMetrics(self.stage_duration)
 
     def serve(self, host: str, port: int) -> None:
         """Expose ``/metrics`` on ``host:port`` from a daemon thread."""
@@ -57,16 +68,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         m = self._m
 
         def finish(context, started: float, failed: BaseException | None) -> None:
-            code = context.code()
-            if code is None:
-                if failed is None:
-                    code = grpc.StatusCode.OK
-                elif isinstance(failed, asyncio.CancelledError):
-                    code = grpc.StatusCode.CANCELLED
-                else:
-                    code = grpc.StatusCode.UNKNOWN
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            m.requests.labels(*labels, name).inc()
+            m.requests.labels(*labels, final_code(context, failed).name).inc()
             m.latency.labels(*labels).observe(time.perf_counter() - started)
             m.in_flight.labels(*labels).dec()
 
@@ -103,18 +105,23 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return wrapper
 
-        kinds = (
-            ("unary_unary", unary, grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", stream, grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", unary, grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", stream, grpc.stream_stream_rpc_method_handler),
-        )
-        for attr, wrap, build in kinds:
-            behavior = getattr(handler, attr)
-            if behavior:
-                return build(
-                    wrap(behavior),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return rewrap(handler, unary, stream)
+
+
+class StageMetrics(SpanProcessor):
+    """Stage spans (``genai_core.spans.stage``) as a latency histogram by pipeline and stage.
+
+    Spans are the one record of a stage's time; every span is recorded (``setup_telemetry`` uses an
+    always-record sampler), so the histogram counts every request whatever is sampled for export.
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+
+    def on_end(self, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        stage = attributes.get(STAGE_ATTRIBUTE)
+        if stage is None or span.start_time is None or span.end_time is None:
+            return
+        self._histogram.labels(str(attributes.get(PIPELINE_ATTRIBUTE, "")), str(stage)).observe(
+            (span.end_time - span.start_time) / 1e9)

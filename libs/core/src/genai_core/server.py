@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from genai_core.logs import setup_logging
@@ -26,10 +26,14 @@ from genai_core.metrics import GrpcMetrics
 from genai_core.settings import ServerSettings
 from genai_core.status import ErrorInterceptor
 from genai_core.telemetry import setup_telemetry
+from genai_core.tracing import ServerTracing
 
 logger = logging.getLogger(__name__)
 
 OVERALL = ""  # the health service name that stands for the whole server
+# Server reflection v1, which current grpcurl and `buf curl` ask for first. grpcio-reflection ships only
+# v1alpha; v1 is the same protocol (identical messages) under a new package name, so one servicer serves both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,40 @@ def _options(settings: ServerSettings) -> list[tuple[str, int]]:
     ]
 
 
+def _register_reflection_v1() -> None:
+    """Put a descriptor of reflection v1 in the default pool (v1alpha's, renamed), so that clients can describe
+    the v1 service they list, as `buf curl --list-methods` does."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName("grpc/reflection/v1/reflection.proto")
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name, proto.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    old, new = ".grpc.reflection.v1alpha.", ".grpc.reflection.v1."
+    for message in proto.message_type:
+        for f in message.field:
+            if f.type_name:
+                f.type_name = f.type_name.replace(old, new)
+    for method in proto.service[0].method:
+        method.input_type, method.output_type = method.input_type.replace(old, new), method.output_type.replace(old, new)
+    pool.Add(proto)
+
+
+def _enable_reflection(names: list[str], server: grpc.aio.Server) -> None:
+    _register_reflection_v1()
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)  # v1alpha
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+
+
 class GrpcServer:
     """An aio server with health, reflection, tracing, metrics and error mapping mounted."""
 
@@ -66,7 +104,7 @@ class GrpcServer:
         self._names = [s.name for s in services]
         self.metrics = metrics or GrpcMetrics(",".join(self._names))
         interceptors = [
-            aio_server_interceptor(tracer_provider=tracer_provider),
+            ServerTracing(tracer_provider),
             self.metrics.interceptor(),
             ErrorInterceptor(),
         ]
@@ -79,9 +117,7 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         for spec in services:
             spec.add_to_server(self._server)
-        reflection.enable_server_reflection(
-            [*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
-        )
+        _enable_reflection([*self._names, health.SERVICE_NAME, REFLECTION_V1, reflection.SERVICE_NAME], self._server)
         self.port = 0
 
     async def start(self) -> int:
@@ -126,7 +162,9 @@ async def run_service(
     calls have drained, and also when loading failed or was interrupted.
     """
     setup_logging(service_name, settings.log_level)
-    provider = setup_telemetry(service_name, settings.otlp_endpoint)
+    metrics = metrics or GrpcMetrics(",".join(s.name for s in services))
+    provider = setup_telemetry(service_name, settings.otlp_endpoint, (metrics.stage_processor(),),
+                               capture_content=settings.capture_content)
     server = GrpcServer(settings, services, tracer_provider=provider, metrics=metrics)
     if settings.metrics_port:
         server.metrics.serve(settings.host, settings.metrics_port)

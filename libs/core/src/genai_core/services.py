@@ -70,6 +70,9 @@ SERVICES: dict[str, Service] = {
         _service("inference", 2),
         _service("embedding", 3),
         _service("retrieval", 4),
+        _service("agent", 5),
+        _service("evaluation", 6),
+        _service("finetune", 7),
     )
 }
 

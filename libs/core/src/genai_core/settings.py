@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from genai_core.services import load_targets, service
+from genai_core.telemetry import CAPTURE_CONTENT_ENV
 
 T = TypeVar("T")
 
@@ -90,6 +91,20 @@ def load(cls: type[T], prefix: str, environ: Mapping[str, str], **defaults: Any)
         raise SettingsError(f"invalid settings for {prefix}*: {exc}") from exc
 
 
+def telemetry_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The standard OpenTelemetry variables and the log level, which every process reads the same way:
+    ``otlp_endpoint``, ``capture_content`` and ``log_level`` for a settings class that has those fields."""
+    try:
+        capture = _parse(environ.get(CAPTURE_CONTENT_ENV, "false"), bool)
+    except ValueError as exc:
+        raise SettingsError(f"invalid settings: {CAPTURE_CONTENT_ENV}: {exc}") from None
+    return {
+        "otlp_endpoint": environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        "capture_content": capture,
+        "log_level": environ.get("GENAI_LOG_LEVEL", "INFO"),
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """What every gRPC service's bootstrap needs; read with the service's prefix."""
@@ -102,6 +117,7 @@ class ServerSettings:
     max_concurrent_rpcs: int = 0  # 0 means unlimited
     log_level: str = "INFO"
     otlp_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT; empty disables export
+    capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: texts in spans
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536 or not 0 <= self.metrics_port < 65536:
@@ -114,11 +130,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, prefix: str, environ: Mapping[str, str], **defaults: Any) -> ServerSettings:
         """Load with ``prefix`` plus the standard OpenTelemetry and log-level variables."""
-        shared = {
-            "otlp_endpoint": environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
-            "log_level": environ.get("GENAI_LOG_LEVEL", "INFO"),
-        }
-        return load(cls, prefix, environ, **{**defaults, **shared})
+        return load(cls, prefix, environ, **{**defaults, **telemetry_env(environ)})
 
     @classmethod
     def for_service(cls, name: str, environ: Mapping[str, str]) -> ServerSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2
@@ -21,6 +22,7 @@ GRPC_CODES: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.ABORTED: grpc.StatusCode.ABORTED,
     ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -89,16 +91,46 @@ def internal_status() -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
-    """Read the BadRequest field violations from a received error, if any."""
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
-    found: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class ReceivedDetails:
+    """The google.rpc details of a received error. ``reason`` is empty when no ErrorInfo of this platform came
+    with it: then the error was not decided by one of our services but by the transport (a refused
+    connection, a deadline), and its text may name internal addresses."""
+
+    field_violations: list[tuple[str, str]]
+    reason: str = ""
+    resource_type: str = ""
+    resource_name: str = ""
+
+
+def received_details(error: grpc.aio.AioRpcError | grpc.RpcError) -> ReceivedDetails:
+    """Read the ErrorInfo, BadRequest and ResourceInfo details of a received error."""
+    try:
+        status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    except ValueError:  # details whose code contradicts the call's: not ours, so none
+        status = None
+    violations: list[tuple[str, str]] = []
+    reason = resource_type = resource_name = ""
     for detail in status.details if status else []:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
-            found.extend((v.field, v.description) for v in bad.field_violations)
-    return found
+            violations.extend((v.field, v.description) for v in bad.field_violations)
+        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == ERROR_DOMAIN:
+                reason = info.reason
+        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            resource = error_details_pb2.ResourceInfo()
+            detail.Unpack(resource)
+            resource_type, resource_name = resource.resource_type, resource.resource_name
+    return ReceivedDetails(violations, reason, resource_type, resource_name)
+
+
+def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[tuple[str, str]]:
+    """Read the BadRequest field violations from a received error, if any."""
+    return received_details(error).field_violations
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -142,6 +174,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str)
     if isinstance(exc, NotImplementedError):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this server")
     logger.exception("unhandled error in %s", method)
+    trace.get_current_span().record_exception(exc)  # the server span keeps what the client is not told
     status = internal_status()
     await context.abort(status.code, status.details, status.trailing_metadata)
 

@@ -4,14 +4,15 @@
     result = await embedder.embed("", texts=["Paris is the capital of France."], options=EmbedOptions())
     result.embeddings[0].dense.shape        # (384,), unit length
 
-Rerank uses the bi-encoder: the cosine of the query's and each passage's normalised embeddings,
-in [-1, 1]. The contract's reranker slot (``model`` on RerankRequest, ``MODEL_TYPE_RERANKER``) is
-kept for a cross-encoder trained later; until then ``raw_scores`` changes nothing (a cosine is
-already the score, and squashing it with a sigmoid would only compress it).
+Rerank with the default model uses the bi-encoder: the cosine of the query's and each passage's normalised
+embeddings, in [-1, 1] (``raw_scores`` changes nothing: a cosine is already the score). Models loaded at run
+time (``loaded``: encoders and cross-encoders from the fine-tune service) are named by ``model``; a
+cross-encoder's Rerank scores are the sigmoid of its logits, or the logits with ``raw_scores``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections.abc import Sequence
@@ -19,14 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from genai_core.errors import InvalidArgument, NotFound
-
-from genai_embedding import engines
-from genai_embedding.batcher import Batcher
-from genai_embedding.metrics import EmbeddingMetrics
-from genai_embedding.model import ModelSource, resolve
-from genai_embedding.pooling import l2_normalize
-from genai_embedding.settings import EmbeddingSettings
-from genai_embedding.sparse import (
+from genai_sparse.bm25 import (
     DEFAULT_SPARSE_MODEL,
     SPARSE_ALIASES,
     SPARSE_MODELS,
@@ -35,6 +29,14 @@ from genai_embedding.sparse import (
     WordPieceAnalyzer,
     bm25_weights,
 )
+
+from genai_embedding import engines
+from genai_embedding.batcher import Batcher
+from genai_embedding.loaded import LoadedInfo, LoadedKind, LoadedModels
+from genai_embedding.metrics import EmbeddingMetrics
+from genai_embedding.model import ModelSource, resolve
+from genai_embedding.pooling import l2_normalize
+from genai_embedding.settings import EmbeddingSettings
 
 
 class Truncation(enum.Enum):
@@ -112,6 +114,7 @@ class Info:
     engine_version: str
     models: list[str]
     sparse_models: list[str]  # the default first
+    reranker: bool = False  # a cross-encoder loaded with LoadModel: Rerank only
 
 
 def truncate(ids: list[int], limit: int, policy: Truncation, field: str, *, special_ends: bool) -> Encoded:
@@ -140,6 +143,9 @@ class Embedder:
         self.source = source
         self.engine = engine
         self.settings = settings
+        self.loaded = LoadedModels(settings.artifacts_dir, max_models=settings.max_loaded_models,
+                                   threads=settings.threads, max_input_tokens=settings.max_input_tokens,
+                                   batch_size=settings.max_batch_size)
         self.max_input_tokens = min(settings.max_input_tokens, source.max_seq_length)
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -206,7 +212,12 @@ class Embedder:
             if not ids:
                 raise InvalidArgument.for_field(f"{field}[{i}]", "must not be empty")
             if max(ids) >= vocab:
-                raise InvalidArgument.for_field(f"{field}[{i}]", f"token ids must be below the vocabulary size {vocab}")
+                # Most often ids of another tokenizer: LangChain's OpenAIEmbeddings sends tiktoken ids by default.
+                raise InvalidArgument.for_field(
+                    f"{field}[{i}]",
+                    f"token id {max(ids)} is not below the vocabulary size {vocab} of this model's tokenizer; ids of "
+                    "another tokenizer (such as the tiktoken ids LangChain's OpenAIEmbeddings sends unless "
+                    "check_embedding_ctx_length=False) cannot be embedded: send the text instead")
             out.append(truncate(list(ids), self.max_input_tokens, policy, f"{field}[{i}]", special_ends=False))
         return out
 
@@ -235,11 +246,37 @@ class Embedder:
 
     # -- the operations ---------------------------------------------------------------------
 
+    # -- models loaded at run time ------------------------------------------------------------
+
+    async def load_model(self, model_id: str, artifact_id: str) -> LoadedInfo:
+        return await asyncio.to_thread(self.loaded.load, model_id, artifact_id, self.source.aliases)
+
+    async def unload_model(self, model_id: str) -> LoadedInfo:
+        return self.loaded.unload(model_id)
+
+    async def _embed_loaded(self, model: str, texts: Sequence[str] | None, options: EmbedOptions) -> EmbedResult:
+        started = time.perf_counter()
+        if texts is None:
+            raise InvalidArgument.for_field("token_inputs", f"'{model}' takes texts; it has its own tokenizer")
+        self._check_count(len(texts), "texts", "text")
+        if options.kind is not Kind.DENSE or options.dimensions is not None or options.prompt_name:
+            raise InvalidArgument.for_field("options", f"'{model}' gives dense vectors of its full size only")
+        for i, text in enumerate(texts):
+            if not text:
+                raise InvalidArgument.for_field(f"texts[{i}]", "must not be empty")
+        vectors, counts = await asyncio.to_thread(self.loaded.get(model).embed, list(texts),
+                                                  normalize=options.normalize,
+                                                  truncate=options.truncation is not Truncation.REJECT)
+        embeddings = [Embedding(i, vectors[i], None, counts[i], False) for i in range(len(texts))]
+        return EmbedResult(model, embeddings, sum(counts), 0.0, time.perf_counter() - started)
+
     async def embed(
         self, model: str, *, texts: Sequence[str] | None = None, token_inputs: Sequence[Sequence[int]] | None = None,
         options: EmbedOptions,
     ) -> EmbedResult:
         """Embeddings of ``texts`` (tokenized here) or ``token_inputs`` (used as they are), in input order."""
+        if model and model in self.loaded:
+            return await self._embed_loaded(model, texts, options)
         started = time.perf_counter()
         model_id = self.check_model(model)
         if texts is not None:
@@ -278,9 +315,13 @@ class Embedder:
 
     async def rerank(
         self, model: str, query: str, passages: Sequence[str], *, top_n: int | None = None,
-        return_text: bool = False, truncation: Truncation = Truncation.END,
+        return_text: bool = False, truncation: Truncation = Truncation.END, raw_scores: bool = False,
     ) -> RerankResult:
-        """Passages scored by cosine similarity to ``query`` (bi-encoder), best first; ties keep input order."""
+        """Passages scored by cosine similarity to ``query`` (bi-encoder), best first; ties keep input order. A
+        cross-encoder loaded with LoadModel scores each pair jointly instead (sigmoid of its logit)."""
+        if model and model in self.loaded:
+            return await self._rerank_loaded(model, query, passages, top_n=top_n, return_text=return_text,
+                                             truncation=truncation, raw_scores=raw_scores)
         started = time.perf_counter()
         model_id = self.check_model(model)
         if not query:
@@ -300,7 +341,34 @@ class Embedder:
             model_id, results, sum(len(e.ids) for e in encoded), queue_s, time.perf_counter() - started
         )
 
+    async def _rerank_loaded(self, model: str, query: str, passages: Sequence[str], *, top_n: int | None,
+                             return_text: bool, truncation: Truncation, raw_scores: bool) -> RerankResult:
+        started = time.perf_counter()
+        if not query:
+            raise InvalidArgument.for_field("query", "must not be empty")
+        self._check_count(len(passages), "passages", "passage")
+        if top_n is not None and top_n < 1:
+            raise InvalidArgument.for_field("top_n", "must be at least 1 (leave it unset to return every passage)")
+        loaded = self.loaded.get(model)
+        scores, tokens = await asyncio.to_thread(loaded.score, query, list(passages),
+                                                 truncate=truncation is not Truncation.REJECT)
+        if loaded.kind is LoadedKind.CROSS_ENCODER and not raw_scores:
+            scores = 1.0 / (1.0 + np.exp(-scores))
+        order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))[: top_n or len(passages)]
+        results = [Scored(i, float(scores[i]), passages[i] if return_text else "") for i in order]
+        return RerankResult(model, results, tokens, 0.0, time.perf_counter() - started)
+
+    def _loaded_info(self, model: str) -> Info:
+        loaded = self.loaded.get(model).info
+        return Info(model=loaded.id, revision=loaded.revision, dimensions=loaded.dimensions, sparse_dimensions=0,
+                    max_input_tokens=loaded.max_input_tokens, max_batch_size=self.settings.max_request_inputs,
+                    max_batch_tokens=self.settings.max_request_inputs * loaded.max_input_tokens, engine="torch",
+                    engine_version=self.engine.version, models=[self.source.id, *self.loaded.ids()],
+                    sparse_models=[], reranker=loaded.kind is LoadedKind.CROSS_ENCODER)
+
     def info(self, model: str = "") -> Info:
+        if model and model in self.loaded:
+            return self._loaded_info(model)
         model_id = self.check_model(model)
         return Info(
             model=model_id,
@@ -312,6 +380,6 @@ class Embedder:
             max_batch_tokens=self.settings.max_request_inputs * self.max_input_tokens,
             engine=self.engine.name,
             engine_version=self.engine.version,
-            models=[self.source.id],
+            models=[self.source.id, *self.loaded.ids()],
             sparse_models=list(SPARSE_MODELS),
         )

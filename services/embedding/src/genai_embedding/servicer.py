@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 from genai.embedding.v1 import embedding_service_pb2 as pb
 from genai.embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from genai.type.v1 import error_pb2, usage_pb2
+from genai_core import rpc, spans
 from genai_core.deferred import Deferred
 from genai_core.errors import GenAIError, InvalidArgument
 from genai_core.server import ServiceSpec
 
 from genai_embedding.embedder import Embedder, EmbedOptions, EmbedResult, Kind, Truncation
+from genai_embedding.loaded import LoadedKind
 
 logger = logging.getLogger(__name__)
 
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
 STREAM_IN_FLIGHT = 8  # stream batches being embedded at once; reading more waits (backpressure)
+
 
 _TRUNCATION = {
     pb.TRUNCATION_POLICY_UNSPECIFIED: Truncation.END,
@@ -33,10 +35,6 @@ _KIND = {
     pb.EMBEDDING_KIND_SPARSE: Kind.SPARSE,
     pb.EMBEDDING_KIND_BOTH: Kind.BOTH,
 }
-
-
-def _rid(request) -> str:
-    return request.request_id or uuid.uuid4().hex
 
 
 def options_from_proto(o: pb.EmbedOptions) -> EmbedOptions:
@@ -67,21 +65,13 @@ def _embeddings(result: EmbedResult) -> list[pb.Embedding]:
     return out
 
 
-def _timings(queue_s: float, total_s: float) -> usage_pb2.Timings:
-    out = usage_pb2.Timings()
-    out.queue_duration.FromNanoseconds(int(queue_s * 1e9))
-    out.total_duration.FromNanoseconds(int(total_s * 1e9))
-    return out
-
-
-def _usage(tokens: int) -> usage_pb2.Usage:
-    return usage_pb2.Usage(prompt_tokens=tokens, total_tokens=tokens)
-
-
-def _error(exc: Exception) -> error_pb2.ErrorDetail:
-    if isinstance(exc, GenAIError):
-        return error_pb2.ErrorDetail(code=exc.code.value, reason=exc.reason or exc.code.value, message=exc.message)
-    return error_pb2.ErrorDetail(code="INTERNAL", reason="INTERNAL", message="internal error while embedding")
+def _traced(span: spans.GenAISpan, request, result: EmbedResult) -> None:
+    """The RPC's span as the embedding call it is (genai_core.spans); the texts only as captured content."""
+    first = result.embeddings[0] if result.embeddings else None
+    dims = len(first.dense) if first is not None and first.dense is not None else None
+    texts = list(request.texts.texts) if request.WhichOneof("input") == "texts" and span.captures else []
+    span.request(model=result.model).embeddings(texts, dims, count=len(result.embeddings)).usage(
+        result.prompt_tokens).attributes(**{"genai.embedding.queue_seconds": result.queue_s})
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
@@ -104,26 +94,29 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         return await self._embedder.embed(request.model, token_inputs=sequences, options=options)
 
     async def Embed(self, request, context):
+        span = spans.current(spans.Operation.EMBEDDINGS)
         result = await self._embed(request)
+        _traced(span, request, result)
         return pb.EmbedResponse(
-            request_id=_rid(request), model=result.model, embeddings=_embeddings(result),
-            usage=_usage(result.prompt_tokens), timings=_timings(result.queue_s, result.total_s),
+            request_id=rpc.request_id(request), model=result.model, embeddings=_embeddings(result),
+            usage=rpc.usage(result.prompt_tokens), timings=rpc.timings(result.total_s, queue_s=result.queue_s),
         )
 
     async def _stream_batch(self, request) -> pb.EmbedStreamResponse:
-        rid = _rid(request)
+        rid = rpc.request_id(request)
         try:
             result = await self._embed(request)
         except Exception as exc:  # noqa: BLE001 - a failed batch is reported in-band; the stream goes on
             if not isinstance(exc, GenAIError):
                 logger.exception("embedding stream batch %s failed", rid)
-            return pb.EmbedStreamResponse(request_id=rid, model=request.model, error=_error(exc))
+            return pb.EmbedStreamResponse(request_id=rid, model=request.model, error=rpc.error_detail(exc, "internal error while embedding"))
         return pb.EmbedStreamResponse(
-            request_id=rid, model=result.model, embeddings=_embeddings(result), usage=_usage(result.prompt_tokens)
+            request_id=rid, model=result.model, embeddings=_embeddings(result), usage=rpc.usage(result.prompt_tokens)
         )
 
     async def EmbedStream(self, request_iterator, context) -> AsyncIterator[pb.EmbedStreamResponse]:
         self._deferred.get()  # UNAVAILABLE for the whole stream while loading
+        spans.current(spans.Operation.EMBEDDINGS).request(stream=True)
         out: asyncio.Queue = asyncio.Queue()
         slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
         done = object()
@@ -161,22 +154,27 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     async def Rerank(self, request, context):
         if request.truncation not in _TRUNCATION:
             raise InvalidArgument.for_field("truncation", f"unknown truncation policy {request.truncation}")
+        top_n = request.top_n if request.HasField("top_n") else None
+        span = spans.current(spans.Operation.RERANK).request(top_k=top_n).query(request.query)
+        if span.captures:
+            span.input_documents([spans.Document(str(i), content=p) for i, p in enumerate(request.passages)])
         result = await self._embedder.rerank(
-            request.model, request.query, list(request.passages),
-            top_n=request.top_n if request.HasField("top_n") else None, return_text=request.return_text,
-            truncation=_TRUNCATION[request.truncation],
+            request.model, request.query, list(request.passages), top_n=top_n, return_text=request.return_text,
+            truncation=_TRUNCATION[request.truncation], raw_scores=request.raw_scores,
         )
+        span.request(model=result.model).usage(result.prompt_tokens).documents(
+            [spans.Document(str(r.index), r.score) for r in result.results])
         return pb.RerankResponse(
-            request_id=_rid(request), model=result.model,
+            request_id=rpc.request_id(request), model=result.model,
             results=[pb.RerankResult(index=r.index, score=r.score, text=r.text) for r in result.results],
-            usage=_usage(result.prompt_tokens), timings=_timings(result.queue_s, result.total_s),
+            usage=rpc.usage(result.prompt_tokens), timings=rpc.timings(result.total_s, queue_s=result.queue_s),
         )
 
     async def GetInfo(self, request, context):
         info = self._embedder.info(request.model)
         return pb.GetInfoResponse(
-            request_id=_rid(request), model=info.model, revision=info.revision,
-            model_type=pb.MODEL_TYPE_EMBEDDING, dimensions=info.dimensions,
+            request_id=rpc.request_id(request), model=info.model, revision=info.revision,
+            model_type=pb.MODEL_TYPE_RERANKER if info.reranker else pb.MODEL_TYPE_EMBEDDING, dimensions=info.dimensions,
             sparse_dimensions=info.sparse_dimensions, max_input_tokens=info.max_input_tokens,
             max_batch_size=info.max_batch_size, max_batch_tokens=info.max_batch_tokens,
             max_message_bytes=self._max_message_bytes, pooling=pb.POOLING_MEAN,
@@ -184,10 +182,20 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             sparse_models=info.sparse_models,
         )
 
+    async def LoadModel(self, request, context):
+        info = await self._embedder.load_model(request.model_id, request.artifact_id)
+        return pb.LoadModelResponse(request_id=rpc.request_id(request), model_id=info.id, model_type=_LOADED[info.kind])
+
+    async def UnloadModel(self, request, context):
+        info = await self._embedder.unload_model(request.model_id)
+        return pb.UnloadModelResponse(request_id=rpc.request_id(request), model_id=info.id, model_type=_LOADED[info.kind])
+
+
+_LOADED = {LoadedKind.ENCODER: pb.MODEL_TYPE_EMBEDDING, LoadedKind.CROSS_ENCODER: pb.MODEL_TYPE_RERANKER}
+
 
 def service_spec(embedder: Deferred[Embedder], max_message_bytes: int = 0) -> ServiceSpec:
     servicer = EmbeddingServicer(embedder, max_message_bytes)
     return ServiceSpec(SERVICE_NAME, lambda server: pb_grpc.add_EmbeddingServiceServicer_to_server(servicer, server))
-
 
 __all__ = ["EmbeddingServicer", "options_from_proto", "service_spec"]

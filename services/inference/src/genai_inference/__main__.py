@@ -15,6 +15,7 @@ from genai_inference import backends
 from genai_inference.engines.base import Backend
 from genai_inference.generation import Inference
 from genai_inference.metrics import InferenceMetrics
+from genai_inference.registry import ModelRegistry
 from genai_inference.servicer import service_spec
 from genai_inference.settings import Settings
 
@@ -37,7 +38,7 @@ def main() -> None:
     _process_tuning(settings)
     grpc_metrics = GrpcMetrics("inference")
     metrics = InferenceMetrics(grpc_metrics.registry)
-    inference: Deferred[Inference] = Deferred("inference engine")
+    models: Deferred[ModelRegistry] = Deferred("inference engine")
 
     backend: Backend | None = None
 
@@ -46,14 +47,16 @@ def main() -> None:
         built = await asyncio.to_thread(backends.build, settings.inference, metrics)
         backend = built.backend
         await backend.start()
-        inference.set(Inference(backend, built.tokenizer, settings.inference))
+        # The default model, and the models LoadModel adds beside it (fine-tuned weights, prompt/prefix adapters).
+        models.set(ModelRegistry.around(Inference(backend, built.tokenizer, settings.inference), metrics))
 
-    async def close() -> None:  # after SIGTERM drained the calls: stop the worker, free the model
+    async def close() -> None:  # after SIGTERM drained the calls: stop the workers, free the models
         if backend is not None:
+            await models.get().close()
             await backend.close()
 
     asyncio.run(
-        run_service(settings.server, "inference", [service_spec(inference)], ready=ready, close=close,
+        run_service(settings.server, "inference", [service_spec(models)], ready=ready, close=close,
                     metrics=grpc_metrics)
     )
 

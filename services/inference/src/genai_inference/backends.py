@@ -102,3 +102,10 @@ ENGINES: dict[EngineName, Callable[[InferenceSettings, InferenceMetrics], Built]
 
 def build(settings: InferenceSettings, metrics: InferenceMetrics) -> Built:
     return ENGINES[settings.engine](settings, metrics)
+
+
+def build_scheduled(make_engine: Callable[[ModelSource, InferenceSettings], KVEngine], settings: InferenceSettings,
+                    metrics: InferenceMetrics | None) -> Built:
+    """A local engine of the caller's making behind its own scheduler, for ``settings``' model (the registry's
+    prompt/prefix-tuning models run this way on the default model's weights)."""
+    return _scheduled(make_engine)(settings, metrics)  # type: ignore[arg-type]

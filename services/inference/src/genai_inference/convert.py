@@ -182,7 +182,7 @@ def model_to_proto(info: ModelInfo) -> pb.Model:
     return pb.Model(
         id=info.id, kind=pb.Model.KIND_ADAPTER if info.is_adapter else pb.Model.KIND_BASE,
         base_model=info.base_model, revision=info.revision, engine=info.engine, context_length=info.context_length,
-        max_input_tokens=info.context_length - 1, max_new_tokens=info.max_new_tokens, vocab_size=info.vocab_size,
+        max_input_tokens=max(0, info.context_length - 1), max_new_tokens=info.max_new_tokens, vocab_size=info.vocab_size,
         has_chat_template=info.has_chat_template, quantization=info.quantization, source=info.source,
     )
 

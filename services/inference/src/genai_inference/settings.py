@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import INFERENCE
 from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
@@ -32,18 +33,21 @@ class InferenceSettings:
     cache_dir: Path = Path("var/cache")
     data_dir: Path = Path("var/inference")  # adapters to serve live under data_dir/adapters
     threads: int = 2
-    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README)
+    onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README) | int4
     # onnxruntime-gguf: 4 quantizes activations to int8 per 32-block (what llama.cpp does; fast), 0 keeps them
     # float32 (the dequantized model's exact output; ~20x slower). README "Measured" gives both qualities.
     gguf_accuracy_level: int = 4
     prefix_cache_mb: int = 64  # KV of shared prompt prefixes kept for reuse (scheduled engines); 0 turns it off
     max_batch_size: int = 16
     max_queue: int = 64
-    max_new_tokens: int = 512  # default and cap per request
-    max_stop_sequences: int = 8
-    max_top_logprobs: int = 20
-    max_samples: int = 8
+    max_new_tokens: int = INFERENCE.max_new_tokens  # default and cap per request
+    max_stop_sequences: int = INFERENCE.max_stop_sequences
+    max_top_logprobs: int = INFERENCE.max_top_logprobs
+    max_samples: int = INFERENCE.max_samples
     max_loaded_adapters: int = 8
+    max_loaded_models: int = 2  # LoadModel: models beside the default one, each a full copy of its weights
+    # The fine-tune service's artifacts (LoadAdapter/LoadModel by artifact id): its GENAI_FINETUNE_DATA_DIR/artifacts.
+    artifacts_dir: Path = Path("var/finetune/artifacts")
     remote_url: str = ""  # tgi/openai engines: the server's base URL
     remote_api_key: str = ""
     remote_model: str = ""  # openai engine: the model name on the remote server
@@ -54,8 +58,8 @@ class InferenceSettings:
         return self.data_dir / "adapters"
 
     def __post_init__(self) -> None:
-        if self.onnx_precision not in ("fp32", "int8"):
-            raise ValueError("onnx_precision must be fp32 or int8")
+        if self.onnx_precision not in ("fp32", "int8", "int4"):
+            raise ValueError("onnx_precision must be fp32, int8 or int4")
         if self.gguf_accuracy_level not in (0, 1, 2, 3, 4):
             raise ValueError("gguf_accuracy_level must be 0 (float32 activations) to 4 (int8 activations)")
         if self.prefix_cache_mb < 0:

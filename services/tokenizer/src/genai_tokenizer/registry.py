@@ -24,6 +24,9 @@ from genai_tokenizer.training import TrainSpec, train
 
 logger = logging.getLogger(__name__)
 
+# The files a tokenizer directory may hold that make up the tokenizer (a model package's weights beside them are not).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_TRAINED_MAX_LENGTH = 2048
 
@@ -50,6 +53,7 @@ class TokenizerRegistry:
         self._settings = settings
         self._limits = Limits(settings.max_batch_size, settings.max_input_chars)
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._directories: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._loaded = False
         self.trained_dir = settings.data_dir / "tokenizers"
@@ -67,13 +71,13 @@ class TokenizerRegistry:
                 raise ValueError(f"unknown built-in tokenizer {name!r}; known: {sorted(BUILTINS)}")
             source = BUILTINS[name]
             directory = source.locate(self._settings.cache_dir)
-            self._add(self._open(name, directory, Source.BUILTIN, model=source.model))
+            self._add(self._open(name, directory, Source.BUILTIN, model=source.model), directory)
         self.trained_dir.mkdir(parents=True, exist_ok=True)
         for directory in sorted(self.trained_dir.iterdir()):
             if directory.name.startswith(".") or not (directory / META_FILE).exists():
                 continue
             try:
-                self._add(self._open(directory.name, directory, Source.TRAINED))
+                self._add(self._open(directory.name, directory, Source.TRAINED), directory)
             except Exception:  # one bad folder must not keep the others from serving
                 logger.exception("skipping unreadable trained tokenizer in %s", directory)
         if self.default_id not in self._tokenizers:
@@ -99,9 +103,10 @@ class TokenizerRegistry:
             create_time=datetime.fromisoformat(created) if created else None,
         )
 
-    def _add(self, tokenizer: Tokenizer) -> None:
+    def _add(self, tokenizer: Tokenizer, directory: Path) -> None:
         with self._lock:
             self._tokenizers[tokenizer.id] = tokenizer
+            self._directories[tokenizer.id] = directory
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -117,6 +122,14 @@ class TokenizerRegistry:
                 resource_name=name,
             )
         return found
+
+    def files(self, tokenizer_id: str = "") -> tuple[Tokenizer, list[tuple[str, bytes]]]:
+        """The tokenizer and the files it is made of, as (name, bytes); blocking (reads files)."""
+        tokenizer = self.get(tokenizer_id)
+        with self._lock:
+            directory = self._directories[tokenizer.id]
+        return tokenizer, [(name, (directory / name).read_bytes()) for name in TOKENIZER_FILES
+                           if (directory / name).is_file()]
 
     def list(self) -> list[Tokenizer]:
         if not self._loaded:
@@ -210,6 +223,7 @@ class TokenizerRegistry:
                 os.replace(target, old)
             os.replace(tmp, target)
             self._tokenizers[tokenizer_id] = tokenizer
+            self._directories[tokenizer_id] = target
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         logger.info("trained tokenizer %s (%s, vocab %d)", tokenizer_id, spec.kind.value, tokenizer.vocab_size)

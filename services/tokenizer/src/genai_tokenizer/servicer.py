@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 
 from genai.tokenizer.v1 import tokenizer_service_pb2 as pb
 from genai.tokenizer.v1 import tokenizer_service_pb2_grpc as pb_grpc
+from genai_core import rpc
 from genai_core.errors import InvalidArgument
+from genai_core.limits import TOKENIZER
 from genai_core.server import ServiceSpec
 from genai_core.structs import struct_to_dict
 
@@ -18,7 +19,7 @@ from genai_tokenizer.registry import TokenizerRegistry, TrainCorpus
 from genai_tokenizer.training import TrainSpec
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenizerService"].full_name
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = TOKENIZER.max_page_size
 
 _KINDS = {
     Kind.BPE: pb.TOKENIZER_KIND_BPE,
@@ -36,10 +37,6 @@ _STRATEGIES = {
     pb.PACK_STRATEGY_GREEDY: packing.Strategy.GREEDY,
     pb.PACK_STRATEGY_PREFIX: packing.Strategy.PREFIX,
 }
-
-
-def _request_id(request) -> str:
-    return request.request_id or uuid.uuid4().hex
 
 
 def info_to_proto(info: TokenizerInfo) -> pb.TokenizerInfo:
@@ -110,7 +107,7 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
             return_offsets=request.return_offsets,
         )
         return pb.TokenizeResponse(
-            request_id=_request_id(request),
+            request_id=rpc.request_id(request),
             tokenizer=tok.id,
             encodings=[
                 pb.Encoding(
@@ -129,14 +126,14 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         texts = await asyncio.to_thread(
             tok.decode, [list(s.ids) for s in request.sequences], skip_special_tokens=request.skip_special_tokens
         )
-        return pb.DetokenizeResponse(request_id=_request_id(request), tokenizer=tok.id, texts=texts)
+        return pb.DetokenizeResponse(request_id=rpc.request_id(request), tokenizer=tok.id, texts=texts)
 
     async def CountTokens(self, request, context):
         tok = self._get(request.tokenizer)
         add_special = request.add_special_tokens if request.HasField("add_special_tokens") else True
         counts = await asyncio.to_thread(tok.count, list(request.texts), add_special_tokens=add_special)
         return pb.CountTokensResponse(
-            request_id=_request_id(request), tokenizer=tok.id, counts=counts, total=sum(counts)
+            request_id=rpc.request_id(request), tokenizer=tok.id, counts=counts, total=sum(counts)
         )
 
     async def RenderChatTemplate(self, request, context):
@@ -149,7 +146,7 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
             chat_template=request.chat_template if request.HasField("chat_template") else None,
         )
         return pb.RenderChatTemplateResponse(
-            request_id=_request_id(request), tokenizer=tok.id, text=text, ids=ids, token_count=len(ids)
+            request_id=rpc.request_id(request), tokenizer=tok.id, text=text, ids=ids, token_count=len(ids)
         )
 
     async def PackContext(self, request, context):
@@ -166,7 +163,7 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
             separator_tokens=request.separator_tokens if request.HasField("separator_tokens") else None,
         )
         return pb.PackContextResponse(
-            request_id=_request_id(request),
+            request_id=rpc.request_id(request),
             tokenizer=tok.id,
             selected_indices=result.selected,
             chunk_token_counts=result.chunk_counts,
@@ -184,7 +181,7 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         remaining = [t for t in tokenizers if t.id > request.page_token] if request.page_token else tokenizers
         page = remaining[:size]
         return pb.ListTokenizersResponse(
-            request_id=_request_id(request),
+            request_id=rpc.request_id(request),
             tokenizers=[info_to_proto(t.info) for t in page],
             next_page_token=page[-1].id if len(remaining) > size else "",
             default_tokenizer=self._registry.default_id,
@@ -192,7 +189,7 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
 
     async def GetTokenizer(self, request, context):
         tok = self._get(request.tokenizer)
-        return pb.GetTokenizerResponse(request_id=_request_id(request), tokenizer=info_to_proto(tok.info))
+        return pb.GetTokenizerResponse(request_id=rpc.request_id(request), tokenizer=info_to_proto(tok.info))
 
     async def TrainTokenizer(self, request, context):
         if request.kind not in _KINDS_IN:
@@ -221,12 +218,19 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
             overwrite=request.overwrite,
         )
         reply = pb.TrainTokenizerResponse(
-            request_id=_request_id(request),
+            request_id=rpc.request_id(request),
             tokenizer=info_to_proto(trained.tokenizer.info),
             trained_chars=trained.trained_chars,
         )
         reply.training_duration.FromTimedelta(timedelta(seconds=trained.seconds))
         return reply
+
+    async def GetTokenizerFiles(self, request, context):
+        tok, files = await asyncio.to_thread(self._registry.files, request.tokenizer)
+        return pb.GetTokenizerFilesResponse(
+            request_id=rpc.request_id(request), tokenizer=info_to_proto(tok.info),
+            files=[pb.TokenizerFile(name=name, content=content) for name, content in files],
+        )
 
 
 def service_spec(registry: TokenizerRegistry) -> ServiceSpec:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import TOKENIZER
 from genai_core.services import service
 from genai_core.settings import ServerSettings, load
 
@@ -20,9 +21,9 @@ class TokenizerSettings:
     cache_dir: Path = Path("var/cache")  # converted built-in tokenizers (shared with inference)
     default_tokenizer: str = "smollm2-135m-instruct"
     builtins: tuple[str, ...] = ("smollm2-135m-instruct", "all-minilm-l6-v2")
-    max_batch_size: int = 256
-    max_input_chars: int = 1_000_000
-    max_training_chars: int = 200_000_000
+    max_batch_size: int = TOKENIZER.max_batch_size
+    max_input_chars: int = TOKENIZER.max_input_chars
+    max_training_chars: int = TOKENIZER.max_training_chars
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.max_input_chars < 1:

@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genai_core.errors import InvalidArgument
+from genai_core.limits import TOKENIZER
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 from genai_tokenizer.model import Kind
 
-MIN_VOCAB, MAX_VOCAB = 100, 1_000_000
+MIN_VOCAB, MAX_VOCAB = TOKENIZER.min_vocab_size, TOKENIZER.max_vocab_size
+# A trainer stops early when the corpus has no more merges or words to add. Below this share of the asked
+# vocabulary the corpus is too small for it: an error, instead of a tokenizer far smaller than the model expects.
+MIN_VOCAB_REACHED = 0.5
 
 # Which role a well-known special token plays, so trained tokenizers publish bos/eos/pad/unk.
 ROLES = {
@@ -124,6 +128,12 @@ def train(spec: TrainSpec, corpus: Callable[[], Iterator[str]], *, max_length: i
     tok.train_from_iterator(counted(), trainer=trainer)
     if chars == 0:
         raise InvalidArgument.for_field("corpus", "the corpus is empty; send some text")
+    reached = tok.get_vocab_size()
+    if reached < MIN_VOCAB_REACHED * spec.vocab_size:
+        raise InvalidArgument.for_field(
+            "vocab_size", f"the corpus ({chars} characters) is too small for a vocabulary of {spec.vocab_size}: "
+            f"training found only {reached} tokens seen at least min_frequency={spec.min_frequency} times; ask for "
+            f"at most {reached} or train on more text")
     if spec.kind is Kind.WORDPIECE and "[CLS]" in specials and "[SEP]" in specials:
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(

@@ -1,0 +1,36 @@
+"""JSON shapes of the image route: OpenAI's POST /v1/images/generations (``b64_json`` PNG images)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ImageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(..., description="What to draw: for a class-conditioned model, one of its class labels.")
+    model: str = Field(..., description="An image model the inference service serves (a fine-tune diffusion model).")
+    n: int = Field(1, ge=1, le=16, description="The number of images.")
+    size: str = Field("auto", pattern=r"^(auto|\d+x\d+)$", description="WIDTHxHEIGHT (square, the model's own) or auto.")
+    response_format: Literal["b64_json", "url"] = Field(
+        "b64_json", description="Only b64_json: the gateway keeps no files to link to.")
+    output_format: Literal["png"] = "png"
+    quality: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
+    style: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; not used.")
+    seed: int | None = Field(None, ge=0, description="Extension: the seed of the starting noise.")
+    steps: int | None = Field(None, ge=1, le=1000, description="Extension: the number of denoising steps.")
+
+
+class ImageData(BaseModel):
+    b64_json: str
+    revised_prompt: str | None = None
+
+
+class ImageResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    output_format: Literal["png"] = "png"
+    size: str

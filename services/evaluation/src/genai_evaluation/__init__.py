@@ -1,0 +1,1 @@
+"""The evaluation service: benchmark, retrieval and RAG evaluations as stored, comparable runs."""

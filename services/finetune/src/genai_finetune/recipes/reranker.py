@@ -1,0 +1,124 @@
+"""A cross-encoder reranker with sentence-transformers: ``CrossEncoder`` from the MiniLM encoder (a one-label
+head on top), trained by ``CrossEncoderTrainer`` with a binary cross-entropy loss on the user's (query, relevant
+document) pairs and negatives mined by the MiniLM bi-encoder among the dataset's documents
+(``mine_hard_negatives``), plus any negatives the records bring.
+
+A share of the queries is held out: for each, the bi-encoder's top ``CANDIDATES`` documents of the whole
+dataset are ranked once by the bi-encoder and once by the trained cross-encoder, and nDCG@10 of both is
+reported, which is the gain the reranker brings to a retriever's results. The result is saved as a
+transformers sequence classifier that the embedding service's Rerank runs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+
+import numpy as np
+from datasets import Dataset
+
+from genai_finetune.execution import RecipeContext
+from genai_finetune.labconfigs import RerankerConfig
+from genai_finetune.methods import method
+from genai_finetune.recipes.common import JobCallback, final_metrics, prepare, quiet, training_arguments
+from genai_finetune.recipes.distributed import is_main, report_on_main
+from genai_finetune.types import Level, Outcome
+
+CANDIDATES = 20  # documents of the bi-encoder's ranking the reranker reorders, per held-out query
+
+
+def split_queries(records: list[dict], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(training queries, held-out queries), each query once, in a seeded order."""
+    queries = sorted({r["query"] for r in records})
+    random.Random(seed).shuffle(queries)
+    held = max(1, round(len(queries) * fraction)) if fraction > 0 and len(queries) > 2 else 0
+    return queries[held:], queries[:held]
+
+
+def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
+    gain = sum(1 / math.log2(i + 2) for i, doc in enumerate(ranked[:10]) if doc in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
+    return gain / ideal if ideal else 0.0
+
+
+def evaluate(bi_encoder, cross_encoder, queries: list[str], relevant: dict[str, set[str]],
+             corpus: list[str]) -> dict[str, float]:
+    """nDCG@10 over ``queries`` of the bi-encoder's ranking of the corpus, and of its top candidates reordered by
+    ``cross_encoder`` (None: the bi-encoder alone)."""
+    if not queries:
+        return {}
+    documents = bi_encoder.encode(corpus, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    asked = bi_encoder.encode(queries, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    before, after = [], []
+    for query, vector in zip(queries, asked, strict=True):
+        top = np.argsort(-(documents @ vector))[:CANDIDATES]
+        candidates = [corpus[i] for i in top]
+        before.append(ndcg_at_10(candidates, relevant[query]))
+        if cross_encoder is not None:
+            scores = cross_encoder.predict([(query, c) for c in candidates], batch_size=32, show_progress_bar=False)
+            after.append(ndcg_at_10([candidates[i] for i in np.argsort(-np.asarray(scores))], relevant[query]))
+    out = {"ndcg@10_bi_encoder": float(np.mean(before)), "held_out_queries": len(queries)}
+    if after:
+        out["ndcg@10_reranked"] = float(np.mean(after))
+    return out
+
+
+def labeled_pairs(records: list[dict], queries: set[str], bi_encoder, corpus: list[str], config: RerankerConfig,
+                  seed: int) -> Dataset:
+    """(query, document, label) rows: each relevant pair (1), its mined hard negatives and given negatives (0)."""
+    from sentence_transformers.util import mine_hard_negatives
+
+    positives = [r for r in records if r["query"] in queries]
+    pairs = Dataset.from_dict({"query": [r["query"] for r in positives], "document": [r["document"] for r in positives]})
+    mined = mine_hard_negatives(pairs, bi_encoder, corpus=corpus, num_negatives=config.negatives_per_query,
+                                range_min=1, output_format="labeled-pair", batch_size=64, verbose=False)
+    rows = {"query": list(mined["query"]), "document": list(mined["document"]),
+            "label": [float(x) for x in mined["label"]]}
+    for r in positives:
+        for negative in r["negatives"]:
+            rows["query"].append(r["query"])
+            rows["document"].append(negative)
+            rows["label"].append(0.0)
+    return Dataset.from_dict(rows).shuffle(seed=seed)
+
+
+def train(context: RecipeContext) -> Outcome | None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    prepare(context)
+    config, spec = context.config, context.spec
+    assert isinstance(config, RerankerConfig)
+    chosen = method(spec.method)
+    records = context.train_records
+    corpus = sorted({r["document"] for r in records} | {n for r in records for n in r["negatives"]})
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        relevant[r["query"]].add(r["document"])
+    train_queries, held_queries = split_queries(records, config.eval_fraction, spec.seed)
+    reporter = report_on_main(context.reporter)
+    bi_encoder = SentenceTransformer(spec.base_model_dir, device="cpu")
+    rows = labeled_pairs(records, set(train_queries), bi_encoder, corpus, config, spec.seed)
+    reporter.message(Level.INFO, f"{len(rows)} labelled pairs ({sum(rows['label']):.0f} relevant, the rest mined or "
+                                 f"given negatives) from {len(train_queries)} queries; {len(held_queries)} held out")
+    model = CrossEncoder(spec.base_model_dir, num_labels=1, max_length=config.max_length, device="cpu")
+    h = context.hyperparameters
+    callback = JobCallback(reporter, tokens_per_step=(h.batch_size or 1) * config.max_length / 2)
+    trainer = quiet(CrossEncoderTrainer(
+        model=model, args=training_arguments(context, evaluate=False, config_class=CrossEncoderTrainingArguments),
+        train_dataset=rows, loss=BinaryCrossEntropyLoss(model), callbacks=[callback]))
+    trainer.train(resume_from_checkpoint=context.last_checkpoint())
+    if callback.stopped is not None:
+        return None
+    metrics = {**final_metrics(callback, trainer), **evaluate(bi_encoder, model, held_queries, relevant, corpus),
+               "training_pairs": len(rows)}
+    if "ndcg@10_reranked" in metrics:
+        reporter.message(Level.INFO, f"Held-out nDCG@10: bi-encoder {metrics['ndcg@10_bi_encoder']:.3f}, reranked "
+                                     f"{metrics['ndcg@10_reranked']:.3f}")
+    output = context.output_dir
+    if is_main():
+        output.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(output))
+    return Outcome(chosen.kind, chosen.serving, chosen.artifact_format, str(output), metrics, metrics["trained_tokens"])
