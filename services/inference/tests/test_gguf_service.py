@@ -24,6 +24,7 @@ async def gguf_stub(settings):
     from genai_inference import backends
     from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
+    from genai_inference.registry import ModelRegistry
     from genai_inference.servicer import service_spec
     from genai_inference.settings import EngineName
 
@@ -31,7 +32,7 @@ async def gguf_stub(settings):
     built = backends.build(gguf_settings, InferenceMetrics())
     await built.backend.start()
     deferred: Deferred = Deferred("inference engine")
-    deferred.set(Inference(built.backend, built.tokenizer, gguf_settings))
+    deferred.set(ModelRegistry.around(Inference(built.backend, built.tokenizer, gguf_settings)))
     async with running_server([service_spec(deferred)]) as (_server, channel):
         yield pb_grpc.InferenceServiceStub(channel)
     await built.backend.close()
