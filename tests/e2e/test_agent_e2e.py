@@ -97,7 +97,7 @@ async def test_react_calls_the_calculator_then_search_in_one_thread_with_one_tra
     assert any(n.startswith("invoke_agent") for n in names) and "execute_tool search" in names, names
     assert any(n.startswith("chat ") for n in names), names
     by_id = {s.span_id: s for s in spans}
-    search_server = next(s for s in spans if s.service == "retrieval" and s.name.endswith("RetrievalService/Search"))
+    search_server = next(s for s in spans if s.service == "retrieval" and s.name == "retrieval.Search")
     chain, seen = search_server, []
     while chain.parent_span_id in by_id:
         chain = by_id[chain.parent_span_id]

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from genai_core import services
 
 from tests.support.processes import free_port, log_tail, start_service, stop, wait_grpc_serving, wait_http_ok
 
@@ -32,7 +33,7 @@ def test_sigkill_mid_stream_is_a_clean_error_then_recovery(tmp_path):
     inference = _inference(port, tmp_path)
     gateway = start_service("genai_gateway", {
         "GENAI_GATEWAY_PORT": str(gateway_port), "GENAI_GATEWAY_INFERENCE_TARGET": f"127.0.0.1:{port}",
-        **{f"GENAI_GATEWAY_{name}_TARGET": "" for name in ("TOKENIZER", "EMBEDDING", "RETRIEVAL")},
+        **{f"GENAI_GATEWAY_{name.upper()}_TARGET": "" for name in services.SERVICES if name != "inference"},
     }, tmp_path / "gateway.log")
     base = f"http://127.0.0.1:{gateway_port}"
     try:

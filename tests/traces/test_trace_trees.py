@@ -119,6 +119,7 @@ async def suite(tmp_path_factory) -> AsyncIterator[Suite]:
     from genai_inference import backends
     from genai_inference.generation import Inference
     from genai_inference.metrics import InferenceMetrics
+    from genai_inference.registry import ModelRegistry
     from genai_inference.servicer import service_spec as inference_spec
     from genai_inference.settings import InferenceSettings
     from genai_tokenizer.registry import TokenizerRegistry
@@ -138,7 +139,7 @@ async def suite(tmp_path_factory) -> AsyncIterator[Suite]:
     await built.backend.start()
     models = {"embedding": Deferred("embedding"), "inference": Deferred("inference")}
     models["embedding"].set(embedder)
-    models["inference"].set(Inference(built.backend, built.tokenizer, inference_settings))
+    models["inference"].set(ModelRegistry.around(Inference(built.backend, built.tokenizer, inference_settings)))
     specs = {"tokenizer": tokenizer_spec(registry), "embedding": embedding_spec(models["embedding"]),
              "inference": inference_spec(models["inference"])}
     async with AsyncExitStack() as stack:
