@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from genai_core.errors import InvalidArgument, Unavailable
+from genai_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
-from genai_inference.engines.base import KVEngine, KVRows
+from genai_inference.engines.base import ADAPTER_UNLOADED, KVEngine, KVRows
 from genai_inference.intake import DONE, Intake, Outbox, Pending
 from genai_inference.metrics import InferenceMetrics
 from genai_inference.prefix_cache import Block, PrefixCache
@@ -359,7 +359,14 @@ class Scheduler:
         started = time.perf_counter()
         tokens = np.fromiter((s.last_token for s in self._running), dtype=np.int64, count=len(self._running))
         adapters = [s.owner.request.adapter for s in self._running]
-        logits = self.engine.decode(self._batch, tokens, adapters)
+        try:
+            logits = self.engine.decode(self._batch, tokens, adapters)
+        except FailedPrecondition as exc:
+            if exc.reason != ADAPTER_UNLOADED:
+                raise
+            # Unloaded from another thread after the check above, before this forward (which changed nothing):
+            # the next step ends those rows alone and decodes the others.
+            return
         self.metrics.batch_size.observe(len(self._running))
         finished = [self._advance(seq, logits[row]) for row, seq in enumerate(self._running)]
         self._retire(finished)

@@ -124,5 +124,8 @@ def adapters_unsupported(engine: str) -> FailedPrecondition:
         "(GENAI_INFERENCE_ENGINE=onnxruntime-gguf or torch)", reason="ADAPTERS_UNSUPPORTED")
 
 
+ADAPTER_UNLOADED = "ADAPTER_UNLOADED"  # the reason of an engine's FailedPrecondition when a row's adapter went away
+
+
 def adapter_not_loaded(name: str) -> NotFound:
     return NotFound(f"adapter '{name}' is not loaded", resource_type="adapter", resource_name=name)

@@ -36,6 +36,7 @@ from genai_core.cachedir import build_stamped
 from genai_core.errors import FailedPrecondition
 
 from genai_inference import quantized_graph
+from genai_inference.engines.base import ADAPTER_UNLOADED
 from genai_inference.engines.lora import LoraSet
 from genai_inference.gguf_weights import BLOCK, GgufModel, LlamaShape, embed
 from genai_inference.models import ModelSource, eos_token_ids, model_info
@@ -378,7 +379,7 @@ class GgufEngine:
         missing = [a for a in wanted if a not in self.lora.paths]
         if missing or self._lora_session is None:
             raise FailedPrecondition(f"adapter '{missing[0] if missing else wanted[0]}' was unloaded",
-                                     reason="ADAPTER_UNLOADED")
+                                     reason=ADAPTER_UNLOADED)
         return self._lora_session, True
 
     def _bind_kv(self, binding, rows: int, slot: int) -> None:  # noqa: ANN001

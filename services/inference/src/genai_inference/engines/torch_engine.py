@@ -17,7 +17,7 @@ import torch
 from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from genai_inference.engines.base import adapter_not_loaded
+from genai_inference.engines.base import ADAPTER_UNLOADED, adapter_not_loaded
 from genai_inference.kv import KVBatch, Layer, Piece, empty_batch, restore, snapshot
 from genai_inference.models import ModelSource, eos_token_ids, model_info
 
@@ -97,7 +97,7 @@ class TorchEngine:
         if any(adapters) or self._adapters:  # with PEFT loaded, base rows must say so or the active adapter runs
             missing = [a for a in adapters if a and a not in self._adapters]
             if missing:
-                raise FailedPrecondition(f"adapter '{missing[0]}' was unloaded", reason="ADAPTER_UNLOADED")
+                raise FailedPrecondition(f"adapter '{missing[0]}' was unloaded", reason=ADAPTER_UNLOADED)
             kwargs["adapter_names"] = [a or BASE for a in adapters]
         with self._lock, torch.no_grad():  # not inference_mode: the sampler edits the logits in place
             out = self._model(
