@@ -9,6 +9,11 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 CONSTRAINTS := requirements/constraints.txt
 SETUP_STAMP := $(VENV)/.setup-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
+LLAMACPP_STAMP := $(VENV)/.llamacpp-stamp
+# llama.cpp compiled here for this CPU family, never a wheel from another machine (pip's cache is off): AVX2/AVX-512
+# on, AMX off (advertised but unusable in these sandboxes, SIGILL on tilezero). About 7 minutes.
+LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+	-DGGML_AVX512_VNNI=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 PROTO_STAMP := gen/python/.stamp
 NODE_DIR := tests/clients/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.stamp
@@ -20,7 +25,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: load traces traces-check procfile bench bench-agent bench-eval bench-embedding bench-finetune bench-inference bench-retrieval bench-train test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
+.PHONY: llamacpp load traces traces-check procfile bench bench-agent bench-eval bench-embedding bench-finetune bench-inference bench-retrieval bench-train test-conformance help setup proto proto-lint proto-breaking proto-baseline deploy-check lint run test test-fast clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -126,8 +131,15 @@ bench: setup ## Start the suite and measure tokenize latency through the gateway
 load: setup ## 64 concurrent chat streams through the gateway for 2 minutes: 429s, errors, TTFT p50/p95, RSS (not in make test).
 	$(PY) benchmarks/load.py $(LOAD_ARGS)
 
-bench-inference: setup ## Each inference engine through the service and gateway: tok/s, concurrency, ppl, RSS.
+bench-inference: setup $(LLAMACPP_STAMP) ## Each inference engine vs llama-cpp-python in-process: tok/s, streams, cached TTFT, quality, RSS, bandwidth.
 	VENV=$(VENV) bash benchmarks/run_inference.sh $(BENCH_ARGS)
+
+$(LLAMACPP_STAMP): $(SETUP_STAMP)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(PIP) install --no-cache-dir --no-binary llama-cpp-python \
+		-c $(CONSTRAINTS) -e 'services/inference[llamacpp]'
+	touch $@
+
+llamacpp: $(LLAMACPP_STAMP) ## Compile the optional llama-cpp-python (the llamacpp engine and the benchmark's reference).
 
 # The benchmarks' in-process references (sentence-transformers, bm25s): only the bench targets install them.
 $(BENCH_STAMP): $(SETUP_STAMP) requirements/bench.txt

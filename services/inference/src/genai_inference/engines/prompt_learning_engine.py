@@ -24,14 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+import numpy as np
 import torch
 from genai_core.errors import InvalidArgument
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from genai_inference.engines.base import adapter_not_loaded, adapters_unsupported
-from genai_inference.engines.torch_engine import eos_ids, model_info
-from genai_inference.kv import KVBatch, Layer
-from genai_inference.models import ModelSource
+from genai_inference.kv import KVBatch, Layer, Piece, empty_batch, restore, snapshot
+from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 PROMPT_LEARNING = ("PREFIX_TUNING", "PROMPT_TUNING")
 
@@ -80,7 +80,7 @@ class PromptLearningEngine:
         info = model_info(source, self.name, base.config.vocab_size)
         self.info = replace(info, id=model_id, base_model=source.id, is_adapter=True, source=str(adapter_dir),
                             revision=f"{info.revision}+{kind.lower()}")
-        self.eos_token_ids = eos_ids(source.directory)
+        self.eos_token_ids = eos_token_ids(source.directory)
         self.peft_type = kind
 
     def load_adapter(self, name: str, path: Path) -> None:
@@ -98,18 +98,30 @@ class PromptLearningEngine:
                               cache=cache, use_cache=True)
         return out.logits, _layers(out.cache)
 
-    def prefill(self, ids: Sequence[int], *, adapter: str | None = None, all_logits: bool = False
-                ) -> tuple[torch.Tensor, KVBatch]:
-        length, virtual = len(ids), self.virtual_tokens
-        total = virtual + length
+    # A row's KV is the virtual tokens, then the prompt. The scheduler's prefix cache counts prompt positions
+    # only, so snapshots skip the virtual tokens and a restored row gets them back in front.
+
+    def new_batch(self) -> KVBatch:
+        return empty_batch()
+
+    def snapshot(self, row: KVBatch, start: int, end: int) -> Piece:
+        return snapshot(row, start + self.virtual_tokens, end + self.virtual_tokens)
+
+    def restore(self, pieces: Sequence[Piece], length: int) -> KVBatch:
+        return restore([Piece(self._prefix), *pieces], self.virtual_tokens + length)
+
+    def prefill(self, ids: Sequence[int], *, past: KVBatch | None = None, adapter: str | None = None,
+                all_logits: bool = False) -> tuple[np.ndarray, KVBatch]:
+        start = past.length if past is not None else self.virtual_tokens
+        total = start + len(ids)
         logits, layers = self._forward(
             torch.tensor([list(ids)], dtype=torch.long), torch.ones(1, total, dtype=torch.long),
-            torch.arange(virtual, total, dtype=torch.long)[None, :], self._prefix)
+            torch.arange(start, total, dtype=torch.long)[None, :], past.layers if past is not None else self._prefix)
         logits = logits[0] if all_logits else logits[0, -1:]
-        batch = KVBatch(layers, torch.ones(1, total, dtype=torch.long), torch.tensor([total], dtype=torch.long))
-        return logits.float(), batch
+        return logits.float().contiguous().numpy(), KVBatch.from_prefill(layers, total)
 
-    def decode(self, batch: KVBatch, tokens: torch.Tensor, adapters: Sequence[str | None]) -> torch.Tensor:
-        logits, layers = self._forward(tokens[:, None], batch.step_mask(), batch.positions[:, None], batch.layers)
+    def decode(self, batch: KVBatch, tokens: np.ndarray, adapters: Sequence[str | None]) -> np.ndarray:
+        logits, layers = self._forward(torch.from_numpy(np.asarray(tokens, dtype=np.int64))[:, None],
+                                       batch.step_mask(), batch.positions[:, None], batch.layers)
         batch.advance(layers)
-        return logits[:, -1].float()
+        return logits[:, -1].float().contiguous().numpy()

@@ -12,45 +12,18 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from genai_core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from genai_inference.engines.base import adapter_not_loaded
-from genai_inference.kv import KVBatch, Layer
-from genai_inference.models import ModelSource
-from genai_inference.types import ModelInfo
+from genai_inference.engines.base import ADAPTER_UNLOADED, adapter_not_loaded
+from genai_inference.kv import KVBatch, Layer, Piece, empty_batch, restore, snapshot
+from genai_inference.models import ModelSource, eos_token_ids, model_info
 
 logger = logging.getLogger(__name__)
 
 BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
-
-
-def eos_ids(directory: Path) -> frozenset[int]:
-    ids: set[int] = set()
-    for name in ("generation_config.json", "config.json"):
-        path = directory / name
-        if path.exists():
-            value = json.loads(path.read_text()).get("eos_token_id")
-            ids.update(value if isinstance(value, list) else [value] if value is not None else [])
-    return frozenset(ids)
-
-
-def model_info(source: ModelSource, engine: str, vocab_size: int, quantization: str = "") -> ModelInfo:
-    template = (source.directory / "chat_template.jinja").exists() or "chat_template" in (
-        source.directory / "tokenizer_config.json"
-    ).read_text()
-    return ModelInfo(
-        id=source.id,
-        revision=source.revision,
-        engine=engine,
-        context_length=source.context_length,
-        max_new_tokens=source.context_length,
-        vocab_size=vocab_size,
-        has_chat_template=template,
-        source=str(source.gguf or source.directory),
-        quantization=quantization,
-    )
 
 
 class TorchEngine:
@@ -66,7 +39,7 @@ class TorchEngine:
         self._adapters: dict[str, Path] = {}
         self._lock = threading.Lock()  # adapter load/unload vs forward
         self.info = model_info(source, self.name, model.config.vocab_size)
-        self.eos_token_ids = eos_ids(source.directory)
+        self.eos_token_ids = eos_token_ids(source.directory)
 
     # -- adapters ---------------------------------------------------------------------------
 
@@ -124,7 +97,7 @@ class TorchEngine:
         if any(adapters) or self._adapters:  # with PEFT loaded, base rows must say so or the active adapter runs
             missing = [a for a in adapters if a and a not in self._adapters]
             if missing:
-                raise FailedPrecondition(f"adapter '{missing[0]}' was unloaded", reason="ADAPTER_UNLOADED")
+                raise FailedPrecondition(f"adapter '{missing[0]}' was unloaded", reason=ADAPTER_UNLOADED)
             kwargs["adapter_names"] = [a or BASE for a in adapters]
         with self._lock, torch.no_grad():  # not inference_mode: the sampler edits the logits in place
             out = self._model(
@@ -138,23 +111,34 @@ class TorchEngine:
         new_layers = [(layer.keys, layer.values) for layer in out.cache.layers]
         return out.logits, new_layers
 
+    def new_batch(self) -> KVBatch:
+        return empty_batch()
+
+    def snapshot(self, row: KVBatch, start: int, end: int) -> Piece:
+        return snapshot(row, start, end)
+
+    def restore(self, pieces: Sequence[Piece], length: int) -> KVBatch:
+        return restore(pieces, length)
+
     def prefill(
-        self, ids: Sequence[int], *, adapter: str | None = None, all_logits: bool = False
-    ) -> tuple[torch.Tensor, KVBatch]:
-        length = len(ids)
+        self, ids: Sequence[int], *, past: KVBatch | None = None, adapter: str | None = None, all_logits: bool = False
+    ) -> tuple[np.ndarray, KVBatch]:
+        start = past.length if past is not None else 0
+        total = start + len(ids)
         logits, layers = self._forward(
             torch.tensor([list(ids)], dtype=torch.long),
-            torch.ones(1, length, dtype=torch.long),
-            torch.arange(length, dtype=torch.long)[None, :],
-            [],
+            torch.ones(1, total, dtype=torch.long),
+            torch.arange(start, total, dtype=torch.long)[None, :],
+            past.layers if past is not None else [],
             [adapter],
         )
         logits = logits[0] if all_logits else logits[0, -1:]
-        return logits.float(), KVBatch.from_prefill(layers, length)
+        return logits.float().contiguous().numpy(), KVBatch.from_prefill(layers, total)
 
-    def decode(self, batch: KVBatch, tokens: torch.Tensor, adapters: Sequence[str | None]) -> torch.Tensor:
+    def decode(self, batch: KVBatch, tokens: np.ndarray, adapters: Sequence[str | None]) -> np.ndarray:
         logits, layers = self._forward(
-            tokens[:, None], batch.step_mask(), batch.positions[:, None], batch.layers, adapters
+            torch.from_numpy(np.asarray(tokens, dtype=np.int64))[:, None], batch.step_mask(), batch.positions[:, None],
+            batch.layers, adapters,
         )
         batch.advance(layers)
-        return logits[:, -1].float()
+        return logits[:, -1].float().contiguous().numpy()
