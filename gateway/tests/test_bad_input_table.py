@@ -15,6 +15,7 @@ from genai_gateway.app import build_app
 from genai_gateway.settings import GatewaySettings
 
 USER = [{"role": "user", "content": "hi"}]
+JOB = {"model": "m", "training_file": "file-x"}
 NO_INPUT = "takes no input"  # routes with nothing a client can get wrong (lists, health)
 
 # (method, path template) -> [(url, body or None, status, param)]; param None: the error names no field.
@@ -175,6 +176,61 @@ TABLE: dict[tuple[str, str], list] = {
                                                                     None)],
     ("GET", "/langgraph/threads/{thread_id}/runs/{run_id}/stream"): [
         ("/langgraph/threads/t/runs/r/stream?stream_mode=debug", None, 400, "stream_mode")],
+    ("POST", "/v1/files"): [("/v1/files", {"file": "x.jsonl", "purpose": "fine-tune"}, 400, "file")],  # not multipart
+    ("GET", "/v1/files"): [("/v1/files?limit=0", None, 400, "limit"), ("/v1/files?limit=101", None, 400, "limit")],
+    ("GET", "/v1/files/{file_id}"): [("/v1/files/file-x", None, 503, None)],  # no fine-tune backend here
+    ("GET", "/v1/files/{file_id}/content"): [("/v1/files/file-x/content", None, 503, None)],
+    ("DELETE", "/v1/files/{file_id}"): [("/v1/files/file-x", None, 503, None)],
+    ("POST", "/v1/fine_tuning/jobs"): [
+        ("/v1/fine_tuning/jobs", {"model": "m"}, 400, "training_file"),
+        ("/v1/fine_tuning/jobs", {**JOB, "seed": -1}, 400, "seed"),
+        ("/v1/fine_tuning/jobs", {**JOB, "seed": 2**64}, 400, "seed"),
+        ("/v1/fine_tuning/jobs", {**JOB, "suffix": "x" * 41}, 400, "suffix"),
+        ("/v1/fine_tuning/jobs", {**JOB, "hyperparameters": {"n_epochs": 51}}, 400, "hyperparameters.n_epochs"),
+        ("/v1/fine_tuning/jobs", {**JOB, "hyperparameters": {"batch_size": True}}, 400, "hyperparameters.batch_size"),
+        ("/v1/fine_tuning/jobs", {**JOB, "method": {"type": "supervised", "supervised": {"hyperparameters": {
+            "learning_rate_multiplier": 0}}}}, 400, "method.supervised.hyperparameters.learning_rate_multiplier"),
+        ("/v1/fine_tuning/jobs", {**JOB, "method": {"type": "dpo", "dpo": {"hyperparameters": {
+            "max_steps": 2**64}}}}, 400, "method.dpo.hyperparameters.max_steps"),
+        ("/v1/fine_tuning/jobs", {**JOB, "method": {"type": "lora", "lora": {"hyperparameters": {
+            "rank": 10**400}}}}, 400, "method.lora.hyperparameters"),  # beyond a double: was a 500
+        ("/v1/fine_tuning/jobs", {**JOB, "method": {"type": "lora", "lora": 4}}, 400, "method.lora"),
+    ],
+    ("GET", "/v1/fine_tuning/jobs"): [("/v1/fine_tuning/jobs?limit=0", None, 400, "limit")],
+    ("GET", "/v1/fine_tuning/jobs/{job_id}"): [("/v1/fine_tuning/jobs/ftjob-x", None, 503, None)],
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/cancel"): [("/v1/fine_tuning/jobs/ftjob-x/cancel", None, 503, None)],
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/pause"): [("/v1/fine_tuning/jobs/ftjob-x/pause", None, 503, None)],
+    ("POST", "/v1/fine_tuning/jobs/{job_id}/resume"): [("/v1/fine_tuning/jobs/ftjob-x/resume", None, 503, None)],
+    ("GET", "/v1/fine_tuning/jobs/{job_id}/events"): [
+        ("/v1/fine_tuning/jobs/ftjob-x/events?limit=101", None, 400, "limit"),
+        ("/v1/fine_tuning/jobs/ftjob-x/events?stream=true&after=4%C2%B2", None, 400, "after"),  # "4²": was a 500
+        ("/v1/fine_tuning/jobs/ftjob-x/events?stream=true&after=99999999999999999999", None, 400, "after"),
+    ],
+    ("GET", "/v1/fine_tuning/jobs/{job_id}/checkpoints"): [
+        ("/v1/fine_tuning/jobs/ftjob-x/checkpoints?limit=0", None, 400, "limit")],
+    ("DELETE", "/v1/models/{model}"): [("/v1/models/ft:m:x:ftjob-x", None, 503, None)],
+    ("GET", "/v1/finetune/info"): NO_INPUT,
+    ("POST", "/v1/finetune/jobs"): [
+        ("/v1/finetune/jobs", {}, 400, "training_dataset_id"),
+        ("/v1/finetune/jobs", {"training_dataset_id": "f", "hyperparameters": {"rank": 4}}, 400, "hyperparameters.rank"),
+        ("/v1/finetune/jobs", {"training_dataset_id": "f", "hyperparameters": {"max_seq_length": 8}}, 400,
+         "hyperparameters.max_seq_length"),
+        ("/v1/finetune/jobs", {"training_dataset_id": "f", "method_config": {"rank": 10**400}}, 400, "method_config"),
+        ("/v1/finetune/jobs", {"training_dataset_id": "f", "metadata": {f"k{i}": "v" for i in range(17)}}, 400,
+         "metadata"),
+    ],
+    ("GET", "/v1/finetune/artifacts"): [("/v1/finetune/artifacts?limit=101", None, 400, "limit")],
+    ("GET", "/v1/finetune/artifacts/{artifact_id}"): [("/v1/finetune/artifacts/art-x", None, 503, None)],
+    ("DELETE", "/v1/finetune/artifacts/{artifact_id}"): [("/v1/finetune/artifacts/art-x", None, 503, None)],
+    ("POST", "/v1/images/generations"): [
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "n": 17}, 400, "n"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "n": "2"}, 400, "n"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "size": "\u0663x\u0663"}, 400, "size"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "size": "99999999999x99999999999"}, 400, "size"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "size": "32x64"}, 400, "size"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "steps": 1001}, 400, "steps"),
+        ("/v1/images/generations", {"model": "m", "prompt": "7", "response_format": "url"}, 400, "response_format"),
+    ],
     ("GET", "/tokenizer_info"): NO_INPUT,
     ("POST", "/tokenize"): [("/tokenize", {"add_special_tokens": False}, 400, "prompt")],
     ("POST", "/detokenize"): [("/detokenize", {"tokens": [-1]}, 400, "tokens[0]")],
@@ -216,3 +272,19 @@ async def test_a_body_that_is_not_utf8_is_a_validation_error(client, path, statu
     assert r.status_code == status, r.text
     message = r.json()["error"] if status == 422 else r.json()["error"]["message"]
     assert "JSON" in message
+
+
+@pytest.mark.parametrize(("files", "data", "param"), [
+    ({"purpose": (None, "fine-tune")}, {}, "file"),  # a multipart form without a file part
+    ({"file": (None, "a plain field")}, {"purpose": "fine-tune"}, "file"),
+    ({"file": ("a.jsonl", b"{}")}, {}, "purpose"),
+    ({"file": ("a.jsonl", b"{}")}, {"purpose": "batch"}, "purpose"),
+    ([("file", ("a.jsonl", b"{}")), ("file", ("b.jsonl", b"{}"))], {"purpose": "fine-tune"}, "file"),
+    ({"file": ("a.jsonl", b"{}")}, {"purpose": "fine-tune", "expires_after[seconds]": "3600"}, "expires_after"),
+    ({"file": ("a.jsonl", b"{}")}, {"purpose": "fine-tune", "purpose_": "x"}, "purpose_"),
+], ids=["no file", "file not a file", "no purpose", "unknown purpose", "two files", "expires_after", "unknown field"])
+async def test_file_upload_form_is_checked_before_the_service(client, files, data, param):
+    # POST /v1/files is multipart (the table sends JSON): the form's shape is the gateway's, the records the service's.
+    r = await client.post("/v1/files", files=files, data=data)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param, r.text

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
-from genai_core.limits import INFERENCE, RETRIEVAL
+from genai_core.limits import FINETUNE, INFERENCE, RETRIEVAL
 from genai_gateway.routing import ApiRoute
 
 BAD = "invalid_request_error"
@@ -68,6 +68,9 @@ async def test_documented_limits_are_the_services_limits(absent_client):
     assert n["maximum"] == INFERENCE.max_samples == 8  # was OpenAI's 128 while the server capped at 8
     top_k = schema["SearchIn"]["properties"]["top_k"]["anyOf"][0]
     assert top_k["maximum"] == RETRIEVAL.max_top_k
+    epochs = schema["Hyperparameters"]["properties"]["n_epochs"]["anyOf"][0]
+    assert epochs["maximum"] == FINETUNE.max_epochs == 50  # OpenAI's range, and the service's
+    assert schema["ImageRequest"]["properties"]["n"]["maximum"] == INFERENCE.max_images
 
 
 @pytest.mark.parametrize(
@@ -104,6 +107,14 @@ async def test_documented_limits_are_the_services_limits(absent_client):
         ("post", "/v1/rerank", {"query": "q", "documents": ["d"], "top_n": 2**63}, "top_n"),
         ("post", "/generate", {"inputs": "x", "parameters": {"max_new_tokens": 2**63}}, "parameters.max_new_tokens"),
         ("post", "/generate", {"inputs": "x", "parameters": {"top_k": 2**32}}, "parameters.top_k"),
+        ("get", "/v1/files?limit=9223372036854775808", None, "limit"),
+        ("post", "/v1/fine_tuning/jobs", {"model": "m", "training_file": "f", "seed": 2**64}, "seed"),
+        ("post", "/v1/fine_tuning/jobs", {"model": "m", "training_file": "f", "hyperparameters": {"batch_size": 2**32}},
+         "hyperparameters.batch_size"),
+        ("post", "/v1/finetune/jobs", {"training_dataset_id": "f", "hyperparameters": {"eval_steps": 2**32}},
+         "hyperparameters.eval_steps"),
+        ("post", "/v1/images/generations", {"model": "m", "prompt": "7", "seed": 2**64}, "seed"),
+        ("post", "/v1/images/generations", {"model": "m", "prompt": "7", "size": "4294967296x4294967296"}, "size"),
     ],
 )
 async def test_out_of_range_integers_are_400_naming_the_field(absent_client, method, path, body, param):
@@ -153,6 +164,10 @@ async def _post_escaped(client, path: str, body: dict):
          "documents[0].metadata.\\ud800"),
         ("/v1/collections/c/search", {"query": SURROGATE}, "query"),
         ("/v1/rag/answer", {"collection": "c", "question": SURROGATE}, "question"),
+        ("/v1/fine_tuning/jobs", {"model": "m", "training_file": "f", "suffix": SURROGATE}, "suffix"),
+        ("/v1/finetune/jobs", {"training_dataset_id": "f", "method_config": {"init_text": SURROGATE}},
+         "method_config.init_text"),
+        ("/v1/images/generations", {"model": "m", "prompt": SURROGATE}, "prompt"),
     ],
 )
 async def test_lone_surrogate_is_400_naming_the_field(absent_client, assert_envelope, path, body, param):

@@ -26,6 +26,9 @@ def _violations(exc: InvalidArgument) -> dict[str, str]:
         ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 2}]}',
          "line[1].messages[1].weight", "0 or 1"),
         ("{not json", "line[1]", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "line[1]", "too deeply"),  # was a RecursionError: INTERNAL
+        ('{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}', "line[1]",
+         "surrogate"),  # a lone surrogate escape used to reach the tokenizer
         ("[1, 2]", "line[1]", "JSON object"),
         ('{"foo": 1}', "line[1]", "none of 'messages'"),
         ('{"prompt": "a", "completion": ""}', "line[1].completion", "empty"),

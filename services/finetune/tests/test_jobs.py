@@ -76,6 +76,12 @@ def test_create_resolves_and_queues_with_openai_style_events(jobs, upload, store
         ({"method": "dpo"}, InvalidArgument, "training_dataset_id"),
         ({"method": "telepathy"}, InvalidArgument, "method"),
         ({"suffix": "Not OK!"}, InvalidArgument, "suffix"),
+        ({"suffix": "ok\n"}, InvalidArgument, "suffix"),  # `$` alone would let a trailing newline through
+        ({"suffix": "x" * 41}, InvalidArgument, "suffix"),
+        ({"seed": 2**64 - 1}, InvalidArgument, "seed"),  # a uint64 the store's signed integers cannot hold
+        ({"method_config": {"rank": float("inf")}}, InvalidArgument, "method_config.rank"),  # was int(inf): 500
+        ({"method_config": {"rank": float("nan")}}, InvalidArgument, "method_config.rank"),
+        ({"method_config": {"dropout": float("inf")}}, InvalidArgument, "method_config.dropout"),
         ({"method_config": {"rank": 0}}, InvalidArgument, "method_config.rank"),
         ({"hyperparameters": Hyperparameters(batch_size=1000)}, InvalidArgument, "hyperparameters.batch_size"),
     ],
@@ -168,7 +174,11 @@ def test_events_and_checkpoints_page_newest_first(jobs, upload, store):
     page = jobs.events(job.id, page.items[-1].id, 10)
     assert [e.sequence for e in page.items] == [5, 4, 3, 2, 1] and not page.has_more
     assert store.get_job(job.id).progress.step == 5
+    for bogus in ("bogus", "ftevent-x-4\u00b2", f"ftevent-x-{2**70}"):  # "4²" passes str.isdigit, not int()
+        with pytest.raises(InvalidArgument):
+            jobs.events(job.id, bogus, 10)
     with pytest.raises(InvalidArgument):
-        jobs.events(job.id, "bogus", 10)
+        jobs.checkpoints(job.id, "ftckpt-x-4\u00b2", 10)
+    assert jobs.events_after(job.id, 2**64 - 1) == []  # the stream's uint64 beyond the store's integers
     listed = [j.id for j in jobs.list("", 10).items]
     assert listed == [job.id]

@@ -14,20 +14,24 @@ any method of the service's registry as ``type`` ("lora", "prompt_tuning", "pref
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from genai.finetune.v1 import finetune_service_pb2 as pb
+from genai_core.limits import FINETUNE
 from genai_core.structs import struct_to_dict
 from google.protobuf import json_format, struct_pb2
 
 from genai_gateway.errors import GatewayError, call
+from genai_gateway.openapi import stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import finetune_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["fine-tuning"])
+router = APIRouter(tags=["fine-tuning"], route_class=ApiRoute)
 
 STREAM_TIMEOUT = 7 * 24 * 3600.0  # an event stream lives as long as its job
 STATUS = {v: k.removeprefix("STATE_").lower() for k, v in pb.TuningJob.State.items()}
@@ -35,12 +39,7 @@ LEVELS = {pb.TuningJobEvent.LEVEL_INFO: "info", pb.TuningJobEvent.LEVEL_WARNING:
           pb.TuningJobEvent.LEVEL_ERROR: "error", pb.TuningJobEvent.LEVEL_UNSPECIFIED: "info"}
 FORMATS = {v: k.removeprefix("DATASET_FORMAT_").lower() for k, v in pb.DatasetFormat.items()}
 OPENAI_TYPES = {"lora": "supervised"}  # how a job's method is reported back; others keep their registry name
-# Shared hyperparameters (Hyperparameters fields) and their JSON types; every other key is the method's own.
-SHARED: dict[str, type | tuple[type, ...]] = {
-    "n_epochs": int, "batch_size": int, "learning_rate_multiplier": (int, float), "max_steps": int,
-    "max_seq_length": int, "warmup_ratio": (int, float), "checkpoint_steps": int, "eval_steps": int,
-    "gradient_accumulation_steps": int, "weight_decay": (int, float), "lr_scheduler": str,
-}
+PURPOSES = ("fine-tune", "fine-tune-results")  # what the service stores files for (it checks the purpose)
 FILE_RENAMES = {r"^content$": "file", r"^line\[": "file.line["}
 
 
@@ -134,59 +133,49 @@ def _artifact(a: pb.Artifact) -> dict[str, Any]:
 # -- requests ------------------------------------------------------------------------------------------
 
 
-def _split(values: dict[str, Any], where: str) -> tuple[pb.Hyperparameters, dict[str, Any]]:
-    """OpenAI-style hyperparameters into the shared message and the method's own settings; "auto" is unset."""
-    shared, own = pb.Hyperparameters(), {}
-    for key, value in values.items():
-        if value == "auto" or value is None:
-            continue
-        if key not in SHARED:
-            own[key] = value
-            continue
-        kind = SHARED[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise _bad(f"{where}.{key}", "must be \"auto\" or a " + ("string" if kind is str else "number"))
-        if kind is int and value < 0:
-            raise _bad(f"{where}.{key}", "must not be negative")
-        setattr(shared, key, value)
+def _split(values: api.Hyperparameters) -> tuple[pb.Hyperparameters, dict[str, Any]]:
+    """Validated hyperparameters into the shared message and the method's own settings; "auto" is unset."""
+    shared = pb.Hyperparameters()
+    for key in api.Hyperparameters.model_fields:
+        value = getattr(values, key)
+        if value not in ("auto", None):
+            setattr(shared, key, value)
+    own = {k: v for k, v in (values.model_extra or {}).items() if v not in ("auto", None)}
     return shared, own
 
 
-def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+def _struct(value: dict[str, Any], param: str) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     try:
         out.update(value)
-    except (TypeError, ValueError) as exc:
-        raise _bad("method", f"settings must be JSON values: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer beyond a double's range
+        raise _bad(param, f"settings must be JSON values that fit a double: {exc}") from None
     return out
 
 
 def _create_request(body: api.JobCreate, rid: str) -> tuple[pb.CreateTuningJobRequest, str]:
     if body.integrations:
         raise _bad("integrations", "integrations (Weights & Biases) are not supported; stream the job's events")
-    kind, settings = "", body.hyperparameters or {}
+    kind, settings = "", body.hyperparameters or api.MethodHyperparameters()
     if body.method is not None:
         kind = body.method.type
-        section = (body.method.model_extra or {}).get(kind) or {}
-        if not isinstance(section, dict):
-            raise _bad(f"method.{kind}", "must be an object with hyperparameters")
-        settings = section.get("hyperparameters") or {}
-        if not isinstance(settings, dict):
-            raise _bad(f"method.{kind}.hyperparameters", "must be an object")
+        section = (body.method.model_extra or {}).get(kind)
+        settings = section.hyperparameters if section is not None else api.MethodHyperparameters()
     where = f"method.{kind}.hyperparameters" if kind else "hyperparameters"
-    shared, own = _split(settings, where)
+    shared, own = _split(settings)
     message = pb.CreateTuningJobRequest(
         request_id=rid, base_model=body.model, training_dataset_id=body.training_file,
         validation_dataset_id=body.validation_file or "", method=kind, hyperparameters=shared,
         suffix=body.suffix or "", metadata=body.metadata or {})
     if own:
-        message.method_config.CopyFrom(_struct(own))
+        message.method_config.CopyFrom(_struct(own, where))
     if body.seed is not None:
         message.seed = body.seed
     return message, kind
 
 
-Limit = Query(20, ge=1, le=100, description="the page size")
+Limit = Annotated[int, Query(ge=1, le=FINETUNE.max_page_size, description="the page size")]
+After = Annotated[str | None, Query(description="the id of the last item of the previous page")]
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -195,18 +184,28 @@ Limit = Query(20, ge=1, le=100, description="the page size")
 @router.post("/v1/files", response_model=api.FileObject, summary="Upload a training file (multipart: file, purpose)",
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file", "purpose"], "properties": {
-                     "file": {"type": "string", "format": "binary"},
-                     "purpose": {"type": "string", "enum": ["fine-tune"]}}}}}}})
+                     "file": {"type": "string", "format": "binary",
+                              "description": f"JSON Lines (or .txt raw text), at most {FINETUNE.max_dataset_bytes} "
+                                             f"bytes and {FINETUNE.max_dataset_records} records"},
+                     "purpose": {"type": "string", "enum": list(PURPOSES)}},
+                 "additionalProperties": False}}}}})
 async def create_file(request: Request) -> dict[str, Any]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise _bad("file", "upload the file as multipart/form-data with fields `file` and `purpose`")
     form = await request.form()
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise _bad("file", "attach the JSONL file as the `file` field")
-    purpose = form.get("purpose")
-    if not isinstance(purpose, str) or not purpose:
-        raise _bad("purpose", "set purpose=fine-tune")
+    # The shape of the form (the documented fields, each once, of the right kind); the service checks the rest.
+    unknown = sorted(set(form.keys()) - {"file", "purpose"})
+    if any(k.startswith("expires_after") for k in unknown):
+        raise _bad("expires_after", "files here do not expire; delete them with DELETE /v1/files/{file_id}")
+    if unknown:
+        raise _bad(unknown[0], "unknown form field; send only `file` and `purpose`")
+    uploads = form.getlist("file")
+    if len(uploads) != 1 or isinstance(uploads[0], str):
+        raise _bad("file", "attach exactly one JSONL file as the `file` field (a file part, with a filename)")
+    purposes = form.getlist("purpose")
+    if len(purposes) != 1 or not isinstance(purposes[0], str) or purposes[0] not in PURPOSES:
+        raise _bad("purpose", f"set purpose to one of {', '.join(PURPOSES)}")
+    upload, purpose = uploads[0], purposes[0]
     content = await upload.read()
     settings = request.app.state.settings
     reply = await calls.unary(request, calls.stub(request, "finetune").CreateDataset(
@@ -216,8 +215,8 @@ async def create_file(request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/files", response_model=api.FileList, summary="List files, newest first")
-async def list_files(request: Request, after: str | None = None, limit: int = Limit,
-                     purpose: str | None = None) -> dict[str, Any]:
+async def list_files(request: Request, after: After = None, limit: Limit = FINETUNE.default_page_size,
+                     purpose: Annotated[str | None, Query(description="only files of this purpose")] = None) -> dict[str, Any]:
     reply = await call(calls.stub(request, "finetune").ListDatasets(pb.ListDatasetsRequest(
         request_id=calls.request_id(request), page_size=limit, after=after or "", purpose=purpose or "")))
     data = [_file(d) for d in reply.datasets]
@@ -232,7 +231,10 @@ async def get_file(file_id: str, request: Request) -> dict[str, Any]:
     return _file(reply.dataset)
 
 
-@router.get("/v1/files/{file_id}/content", summary="Download a file's content", response_class=Response)
+@router.get("/v1/files/{file_id}/content", summary="Download a file's content", response_class=Response,
+            responses={200: {"description": "The file's bytes, as uploaded",
+                             "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}}})
 async def file_content(file_id: str, request: Request) -> Response:
     reply = await call(calls.stub(request, "finetune").GetDatasetContent(
         pb.GetDatasetContentRequest(request_id=calls.request_id(request), dataset_id=file_id)))
@@ -259,7 +261,7 @@ async def create_job(body: api.JobCreate, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/fine_tuning/jobs", response_model=api.JobList, summary="List fine-tuning jobs, newest first")
-async def list_jobs(request: Request, after: str | None = None, limit: int = Limit) -> dict[str, Any]:
+async def list_jobs(request: Request, after: After = None, limit: Limit = FINETUNE.default_page_size) -> dict[str, Any]:
     reply = await call(calls.stub(request, "finetune").ListTuningJobs(pb.ListTuningJobsRequest(
         request_id=calls.request_id(request), page_size=limit, after=after or "")))
     return {"object": "list", "data": [_job(j) for j in reply.jobs], "has_more": reply.has_more}
@@ -287,23 +289,29 @@ _control("pause", "PauseTuningJob", pb.PauseTuningJobRequest)
 _control("resume", "ResumeTuningJob", pb.ResumeTuningJobRequest)
 
 
-def _sequence(event_id: str) -> int:
-    tail = event_id.rpartition("-")[2]
-    if event_id.isdigit():
-        return int(event_id)
-    if not event_id.startswith("ftevent-") or not tail.isdigit():
-        raise _bad("after", f"'{event_id}' is not an event id")
-    return int(tail)
+# An event id (ftevent-<job>-<sequence>) or its bare sequence number: ASCII digits ("4²" passes str.isdigit),
+# few enough for the proto's uint64 and JSON's exact integers.
+EVENT_ID = re.compile(r"(?:ftevent-(?:.*-)?)?([0-9]{1,15})", re.DOTALL)
+
+
+def _sequence(event_id: str, param: str) -> int:
+    found = EVENT_ID.fullmatch(event_id)
+    if found is None:
+        raise _bad(param, f"'{event_id}' is not an event id (ftevent-...) or sequence number")
+    return int(found.group(1))
 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/events", response_model=api.EventList,
             summary="List a job's events, newest first; with stream=true (or Accept: text/event-stream) follow them "
-                    "as server-sent events, oldest first, until the job finishes")
-async def list_events(job_id: str, request: Request, after: str | None = None, limit: int = Limit,
+                    "as server-sent events, oldest first, until the job finishes",
+            responses=stream_response("A page of events, or (stream=true) fine_tuning.job.event events"))
+async def list_events(job_id: str, request: Request, after: After = None, limit: Limit = FINETUNE.default_page_size,
                       stream: bool = False):
     if stream or "text/event-stream" in request.headers.get("accept", ""):
-        last = request.headers.get("last-event-id") or after
-        return await _stream_events(request, job_id, _sequence(last) if last else 0)
+        last = request.headers.get("last-event-id")
+        if last:
+            return await _stream_events(request, job_id, _sequence(last, "Last-Event-ID"))
+        return await _stream_events(request, job_id, _sequence(after, "after") if after else 0)
     reply = await call(calls.stub(request, "finetune").ListTuningJobEvents(pb.ListTuningJobEventsRequest(
         request_id=calls.request_id(request), job_id=job_id, page_size=limit, after=after or "")))
     return {"object": "list", "data": [_event(e) for e in reply.events], "has_more": reply.has_more}
@@ -330,8 +338,8 @@ async def _stream_events(request: Request, job_id: str, after_sequence: int) -> 
 
 @router.get("/v1/fine_tuning/jobs/{job_id}/checkpoints", response_model=api.CheckpointList,
             summary="List a job's checkpoints, newest first")
-async def list_checkpoints(job_id: str, request: Request, after: str | None = None,
-                           limit: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
+async def list_checkpoints(job_id: str, request: Request, after: After = None,
+                           limit: Limit = FINETUNE.default_checkpoint_page_size) -> dict[str, Any]:
     reply = await call(calls.stub(request, "finetune").ListTuningJobCheckpoints(pb.ListTuningJobCheckpointsRequest(
         request_id=calls.request_id(request), job_id=job_id, page_size=limit, after=after or "")))
     data = [_checkpoint(c) for c in reply.checkpoints]
@@ -363,13 +371,11 @@ async def info(request: Request) -> dict[str, Any]:
 @router.post("/v1/finetune/jobs", response_model=api.FineTuningJob,
              summary="Create a job with the gRPC request's fields (method, method_config, hyperparameters)")
 async def create_native_job(body: api.NativeJobCreate, request: Request) -> dict[str, Any]:
-    shared, extra = _split(body.hyperparameters, "hyperparameters")
-    if extra:
-        raise _bad(f"hyperparameters.{next(iter(extra))}", "unknown; method settings go in method_config")
+    shared, _ = _split(body.hyperparameters)  # no method settings here (the model forbids them): method_config
     message = pb.CreateTuningJobRequest(
         request_id=calls.request_id(request), base_model=body.base_model, training_dataset_id=body.training_dataset_id,
         validation_dataset_id=body.validation_dataset_id, method=body.method, hyperparameters=shared,
-        suffix=body.suffix, metadata=body.metadata, method_config=_struct(body.method_config))
+        suffix=body.suffix, metadata=body.metadata, method_config=_struct(body.method_config, "method_config"))
     if body.seed is not None:
         message.seed = body.seed
     settings = request.app.state.settings
@@ -379,8 +385,8 @@ async def create_native_job(body: api.NativeJobCreate, request: Request) -> dict
 
 
 @router.get("/v1/finetune/artifacts", summary="List artifacts (adapters, models, reward models), newest first")
-async def list_artifacts(request: Request, after: str | None = None, limit: int = Limit,
-                         job_id: str | None = None) -> dict[str, Any]:
+async def list_artifacts(request: Request, after: After = None, limit: Limit = FINETUNE.default_page_size,
+                         job_id: Annotated[str | None, Query(description="only this job's artifacts")] = None) -> dict[str, Any]:
     reply = await call(calls.stub(request, "finetune").ListArtifacts(pb.ListArtifactsRequest(
         request_id=calls.request_id(request), page_size=limit, after=after or "", job_id=job_id or "")))
     return {"object": "list", "data": [_artifact(a) for a in reply.artifacts], "has_more": reply.has_more}

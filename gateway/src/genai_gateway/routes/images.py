@@ -11,8 +11,9 @@ from genai.inference.v1 import inference_service_pb2 as pb
 from genai_gateway.errors import GatewayError, call
 from genai_gateway.routes import calls
 from genai_gateway.routes import images_protocol as api
+from genai_gateway.routing import ApiRoute
 
-router = APIRouter(tags=["images"])
+router = APIRouter(tags=["images"], route_class=ApiRoute)
 
 
 @router.post("/v1/images/generations", response_model=api.ImageResponse, response_model_exclude_none=True,

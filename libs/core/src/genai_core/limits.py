@@ -44,6 +44,9 @@ class InferenceLimits:
     max_samples: int = 8  # n
     max_stop_sequences: int = 8
     max_top_logprobs: int = 20
+    # Images (POST /v1/images/generations, GenerateImages) of the fine-tune service's diffusion models.
+    max_images: int = 16  # n
+    max_image_steps: int = 1000  # denoising steps
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,33 @@ class AgentLimits:
     max_steps: int = 200  # the largest step limit a run or an assistant may ask for
 
 
+@dataclass(frozen=True)
+class FinetuneLimits:
+    max_dataset_bytes: int = 10 * 1024 * 1024  # one uploaded training file
+    max_dataset_records: int = 100_000  # records (lines) of one training file
+    max_page_size: int = 100  # files, jobs, events, checkpoints or artifacts per list page (OpenAI's `limit`)
+    default_page_size: int = 20
+    default_checkpoint_page_size: int = 10
+    max_suffix_length: int = 40  # in the served name ft:<base>:<suffix>:<job>
+    max_metadata_pairs: int = 16  # OpenAI's metadata: 16 pairs, keys up to 64 and values up to 512 characters
+    max_metadata_key_length: int = 64
+    max_metadata_value_length: int = 512
+    # Hyperparameters (OpenAI's n_epochs is 1..50, batch_size 1..256).
+    max_epochs: int = 50
+    max_batch_size: int = 256
+    max_learning_rate_multiplier: float = 100.0  # above zero
+    max_steps: int = 1_000_000  # max_steps, checkpoint_steps and eval_steps
+    min_seq_length: int = 16
+    max_seq_length: int = 1_048_576  # tokens; a base model's context is the tighter bound, checked per model
+    max_gradient_accumulation_steps: int = 256
+    max_warmup_ratio: float = 1.0
+    max_weight_decay: float = 1.0
+
+
 TOKENIZER = TokenizerLimits()
 INFERENCE = InferenceLimits()
 EMBEDDING = EmbeddingLimits()
 RETRIEVAL = RetrievalLimits()
 EVALUATION = EvaluationLimits()
 AGENT = AgentLimits()
+FINETUNE = FinetuneLimits()

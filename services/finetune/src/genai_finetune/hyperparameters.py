@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 
 from genai_core.errors import FieldViolation, InvalidArgument
+from genai_core.limits import FINETUNE as LIMITS
 
 from genai_finetune.methods import Method
 from genai_finetune.types import Hyperparameters
@@ -25,19 +26,27 @@ def _checks(h: Hyperparameters, context_length: int) -> list[tuple[str, bool, st
     def within(value, low, high) -> bool:
         return value is None or low <= value <= high
 
+    def between(low, high) -> str:
+        return f"must be between {low} and {high}"
+
+    L = LIMITS  # noqa: N806 - the limits, written once in genai_core.limits
+    steps = between(1, L.max_steps)
+    context = min(context_length, L.max_seq_length)
     return [
-        ("n_epochs", within(h.n_epochs, 1, 50), "must be between 1 and 50"),
-        ("batch_size", within(h.batch_size, 1, 256), "must be between 1 and 256"),
-        ("learning_rate_multiplier", h.learning_rate_multiplier is None or 0 < h.learning_rate_multiplier <= 100,
-         "must be in (0, 100]"),
-        ("max_steps", within(h.max_steps, 1, 1_000_000), "must be between 1 and 1000000"),
-        ("max_seq_length", within(h.max_seq_length, 16, context_length),
-         f"must be between 16 and the model's context of {context_length} tokens"),
-        ("warmup_ratio", within(h.warmup_ratio, 0.0, 1.0), "must be between 0 and 1"),
-        ("checkpoint_steps", within(h.checkpoint_steps, 1, 1_000_000), "must be at least 1"),
-        ("eval_steps", within(h.eval_steps, 1, 1_000_000), "must be at least 1"),
-        ("gradient_accumulation_steps", within(h.gradient_accumulation_steps, 1, 256), "must be between 1 and 256"),
-        ("weight_decay", within(h.weight_decay, 0.0, 1.0), "must be between 0 and 1"),
+        ("n_epochs", within(h.n_epochs, 1, L.max_epochs), between(1, L.max_epochs)),
+        ("batch_size", within(h.batch_size, 1, L.max_batch_size), between(1, L.max_batch_size)),
+        ("learning_rate_multiplier",
+         h.learning_rate_multiplier is None or 0 < h.learning_rate_multiplier <= L.max_learning_rate_multiplier,
+         f"must be in (0, {L.max_learning_rate_multiplier:g}]"),
+        ("max_steps", within(h.max_steps, 1, L.max_steps), steps),
+        ("max_seq_length", within(h.max_seq_length, L.min_seq_length, context),
+         f"must be between {L.min_seq_length} and the model's context of {context} tokens"),
+        ("warmup_ratio", within(h.warmup_ratio, 0.0, L.max_warmup_ratio), between(0, f"{L.max_warmup_ratio:g}")),
+        ("checkpoint_steps", within(h.checkpoint_steps, 1, L.max_steps), steps),
+        ("eval_steps", within(h.eval_steps, 1, L.max_steps), steps),
+        ("gradient_accumulation_steps", within(h.gradient_accumulation_steps, 1, L.max_gradient_accumulation_steps),
+         between(1, L.max_gradient_accumulation_steps)),
+        ("weight_decay", within(h.weight_decay, 0.0, L.max_weight_decay), between(0, f"{L.max_weight_decay:g}")),
         ("lr_scheduler", h.lr_scheduler in (None, "", *SCHEDULERS), f"use one of {', '.join(SCHEDULERS)}"),
     ]
 

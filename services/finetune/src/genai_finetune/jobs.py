@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from genai_core.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from genai_core.limits import FINETUNE as LIMITS
 
 from genai_finetune import hyperparameters as hp
 from genai_finetune import planning
@@ -33,11 +34,12 @@ from genai_finetune.types import (
     JobState,
     Level,
     Page,
+    number_after,
     sequence_of,
 )
 
-SUFFIX = re.compile(r"^[a-z0-9-]{0,40}$")
-MAX_METADATA = 16
+SUFFIX = re.compile(rf"^[a-z0-9-]{{0,{LIMITS.max_suffix_length}}}$")
+MAX_SEED = 2**63 - 1  # the store keeps it in a signed 64-bit SQLite integer
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,15 @@ class Jobs:
         elif request.base_model not in self._base_models.ids:
             raise InvalidArgument.for_field(
                 "base_model", f"'{request.base_model}' cannot be tuned here; use one of: {', '.join(self._base_models.ids)}")
-        if not SUFFIX.match(request.suffix):
-            raise InvalidArgument.for_field("suffix", "use up to 40 lowercase letters, digits and '-'")
-        if len(request.metadata) > MAX_METADATA or any(len(k) > 64 or len(v) > 512 for k, v in request.metadata.items()):
-            raise InvalidArgument.for_field("metadata", "at most 16 pairs, keys up to 64 and values up to 512 characters")
+        if not SUFFIX.fullmatch(request.suffix):
+            raise InvalidArgument.for_field(
+                "suffix", f"use up to {LIMITS.max_suffix_length} lowercase letters, digits and '-'")
+        if len(request.metadata) > LIMITS.max_metadata_pairs or any(
+                len(k) > LIMITS.max_metadata_key_length or len(v) > LIMITS.max_metadata_value_length
+                for k, v in request.metadata.items()):
+            raise InvalidArgument.for_field(
+                "metadata", f"at most {LIMITS.max_metadata_pairs} pairs, keys up to {LIMITS.max_metadata_key_length} "
+                f"and values up to {LIMITS.max_metadata_value_length} characters")
         training = self._dataset(request.training_dataset_id, "training_dataset_id", chosen)
         validation = None
         if request.validation_dataset_id:
@@ -135,6 +142,8 @@ class Jobs:
             if validation is not None:
                 self._check_lengths(validation, "validation_dataset_id", tokenizer, base.context_length, base.id, cut)
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
+        if request.seed is not None and request.seed > MAX_SEED:
+            raise InvalidArgument.for_field("seed", f"must be at most {MAX_SEED}")
         seed = request.seed if request.seed is not None else random.randrange(2**31)
         steps = hp.total_steps(resolved, examples)
         messages: list[tuple[str, JobState | None]] = [
@@ -173,16 +182,14 @@ class Jobs:
         return self._store.list_events(job_id, before, limit)
 
     def events_after(self, job_id: str, sequence: int) -> list[Event]:
-        return self._store.events_after(job_id, sequence)
+        # A uint64 of the request may exceed the store's signed 64-bit integers; no event is that far anyway.
+        return self._store.events_after(job_id, min(sequence, 2**63 - 1))
 
     def checkpoints(self, job_id: str, after: str, limit: int) -> Page:
         self.get(job_id)
-        before = None
-        if after:
-            tail = after.rpartition("-")[2]
-            if not after.startswith("ftckpt-") or not tail.isdigit():
-                raise InvalidArgument.for_field("after", f"'{after}' is not a checkpoint id of this job")
-            before = int(tail)
+        before = number_after(after, "ftckpt-") if after else None
+        if after and before is None:
+            raise InvalidArgument.for_field("after", f"'{after}' is not a checkpoint id of this job")
         return self._store.list_checkpoints(job_id, before, limit)
 
     # -- control ------------------------------------------------------------------------------------

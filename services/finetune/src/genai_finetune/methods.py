@@ -15,6 +15,7 @@ the artifact registry stay as they are.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -241,6 +242,10 @@ def method(name: str, field_path: str = "method") -> Method:
 # -- dataclasses from JSON, with the field path in every error ----------------------------------------
 
 
+def _finite(value: int | float) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def _coerce(value: Any, kind: Any, path: str) -> Any:
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
@@ -260,12 +265,13 @@ def _coerce(value: Any, kind: Any, path: str) -> Any:
             raise InvalidArgument.for_field(path, "must be true or false")
         return value
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        # A JSON number may arrive as an infinite or NaN double (protobuf Struct): int() of it would raise.
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value) or int(value) != value:
             raise InvalidArgument.for_field(path, "must be a whole number")
         return int(value)
     if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidArgument.for_field(path, "must be a number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            raise InvalidArgument.for_field(path, "must be a finite number")
         return float(value)
     if kind is str:
         if not isinstance(value, str):

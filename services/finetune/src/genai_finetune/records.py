@@ -223,8 +223,13 @@ def _parse_jsonl(content: bytes, declared: DatasetFormat | None) -> tuple[Datase
             line = json.loads(raw)
         except json.JSONDecodeError as exc:
             violations.append(FieldViolation(f"line[{number}]", f"is not valid JSON ({exc.msg} at column {exc.colno})"))
+        except RecursionError:
+            violations.append(FieldViolation(f"line[{number}]", "nests arrays or objects too deeply"))
         else:
-            if not isinstance(line, dict):
+            if not _is_text(raw, line):
+                violations.append(FieldViolation(f"line[{number}]", "contains a lone UTF-16 surrogate escape "
+                                                 "(such as \\ud800), which is not Unicode text; fix the encoding"))
+            elif not isinstance(line, dict):
                 violations.append(FieldViolation(f"line[{number}]", "must be a JSON object"))
             else:
                 if fmt is None:
@@ -248,6 +253,18 @@ def _parse_jsonl(content: bytes, declared: DatasetFormat | None) -> tuple[Datase
                               reason="INVALID_TRAINING_FILE")
     assert fmt is not None
     return fmt, records
+
+
+def _is_text(raw: str, value: Any) -> bool:
+    """Whether every string of a decoded line is Unicode text: JSON may escape a lone surrogate ("\\ud800"),
+    which no tokenizer or UTF-8 encoder accepts. Only lines with such an escape are walked."""
+    if "\\u" not in raw:
+        return True
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _readable(field: str) -> str:

@@ -11,6 +11,7 @@ from genai.finetune.v1 import finetune_service_pb2 as pb
 from genai.finetune.v1 import finetune_service_pb2_grpc as pb_grpc
 from genai_core.deferred import Deferred
 from genai_core.errors import InvalidArgument
+from genai_core.limits import FINETUNE
 from genai_core.rpc import request_id
 from genai_core.server import ServiceSpec
 
@@ -22,7 +23,7 @@ from genai_finetune.methods import METHODS
 from genai_finetune.types import ServiceInfo
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FinetuneService"].full_name
-DEFAULT_PAGE, MAX_PAGE = 20, 100
+DEFAULT_PAGE, MAX_PAGE = FINETUNE.default_page_size, FINETUNE.max_page_size
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class FinetuneServicer(pb_grpc.FinetuneServiceServicer):
 
     async def ListTuningJobCheckpoints(self, request, context):
         page = await asyncio.to_thread(self._ft.jobs.checkpoints, request.job_id, request.after,
-                                       _page_size(request.page_size, 10))
+                                       _page_size(request.page_size, FINETUNE.default_checkpoint_page_size))
         return pb.ListTuningJobCheckpointsResponse(request_id=request_id(request), has_more=page.has_more,
                                                    checkpoints=[convert.checkpoint_pb(c) for c in page.items])
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from genai_core.limits import FINETUNE
 from genai_core.services import service
 from genai_core.settings import DownstreamSettings, ServerSettings, load
 
@@ -33,8 +34,8 @@ class FinetuneSettings:
     threads: int = 2  # torch threads per worker
     ray_address: str = ""  # the Ray dashboard, e.g. http://127.0.0.1:8265 (runner "ray")
     ray_python: str = "python"  # the interpreter the Ray job's entrypoint runs with on the cluster
-    max_dataset_bytes: int = 10 * 1024 * 1024
-    max_dataset_records: int = 100_000
+    max_dataset_bytes: int = FINETUNE.max_dataset_bytes
+    max_dataset_records: int = FINETUNE.max_dataset_records
     max_attempts: int = 3  # a job whose worker died this many times fails instead of restarting again
     # The memory a training run may need by the estimate made when the job is created (the model builder's methods);
     # 0: 80 % of this machine's memory.

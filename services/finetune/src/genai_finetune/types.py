@@ -227,10 +227,18 @@ def event_id(job_id: str, sequence: int) -> str:
     return f"ftevent-{job_id.removeprefix('ftjob-')}-{sequence:06d}"
 
 
+def number_after(resource_id: str, prefix: str) -> int | None:
+    """The number that ends an id such as ``ftevent-<job>-<n>``, or None when ``resource_id`` is not one.
+    Only ASCII digits (``str.isdigit`` also takes "4²", which ``int`` refuses), and few enough of them for
+    the store's signed 64-bit integers."""
+    _, _, tail = resource_id.rpartition("-")
+    ok = resource_id.startswith(prefix) and tail.isascii() and tail.isdigit() and len(tail) <= 18
+    return int(tail) if ok else None
+
+
 def sequence_of(event_id_: str) -> int | None:
     """The sequence number in an event id, or None when it is not one."""
-    _, _, tail = event_id_.rpartition("-")
-    return int(tail) if event_id_.startswith("ftevent-") and tail.isdigit() else None
+    return number_after(event_id_, "ftevent-")
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 from genai_core.errors import InvalidArgument
+from genai_core.limits import INFERENCE
 
 MANIFEST = "genai_image_model.json"
-MAX_IMAGES = 16  # per request
-MAX_STEPS = 1000
+MAX_IMAGES = INFERENCE.max_images  # per request
+MAX_STEPS = INFERENCE.max_image_steps
 
 
 def is_image_model(directory: Path) -> bool:
