@@ -1,6 +1,6 @@
 """The evaluation service against lm-evaluation-harness on the same gateway, and the scores of SmolLM2-135M.
 
-Starts the suite (tokenizer, inference (torch), embedding, retrieval, evaluation, gateway) as processes on
+Starts the suite (tokenizer, inference (its default engine), embedding, retrieval, evaluation, gateway) as processes on
 free ports with temporary data directories, then, in one run:
 
 1. throughput on multiple choice (GPQA diamond) and on GSM8K (5-shot generation): examples/s of the
@@ -10,7 +10,7 @@ free ports with temporary data directories, then, in one run:
 2. the cross-check: the service's accuracy and per-choice log-likelihoods vs lm-eval's on the same
    multiple-choice examples;
 3. the score of every shipped task with its 95 % bootstrap CI (limits below), and GSM8K perplexity on the
-   onnxruntime int8 engine next to torch;
+   onnxruntime int8 engine next to the default engine;
 4. perplexity of the first 1,024 tokens of GSM8K test Q+A through the service vs the inference
    benchmark's method (one Generate with prompt_logprobs) on the same token ids;
 5. the 135M judge on the hand-labelled faithfulness set (40 items), next to the word-overlap variant;
@@ -47,6 +47,8 @@ import httpx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
+# The inference engine the suite runs (the service's default unless the environment picks one).
+ENGINE = os.environ.get("GENAI_INFERENCE_ENGINE") or "onnxruntime-gguf"
 SERVICES = ("tokenizer", "inference", "embedding", "retrieval", "evaluation")
 
 
@@ -254,7 +256,7 @@ def scores(suite: Suite, work: Path, args, report: list[str], done: dict) -> Non
         run, seconds = timed_run(base, body)
         rows += metric_rows(run, label)
         log(f"  {seconds:.1f} s")
-    report += ["## Scores of SmolLM2-135M-Instruct on the shipped tasks (torch engine)", "",
+    report += [f"## Scores of SmolLM2-135M-Instruct on the shipped tasks ({ENGINE} engine)", "",
                "95 % percentile-bootstrap CIs over examples (1,000 resamples); stderr = sample std / √n as lm-eval. "
                "GPQA and GSM8K limits as above; the rest as listed (`examples`).", "",
                "| task | metric | value | 95 % CI | stderr | examples |", "|---|---|---|---|---|---|", *rows, ""]
@@ -464,7 +466,7 @@ def main() -> None:
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}) · "
               f"Python {platform.python_version()} · load average before start {load[0]:.2f} / {load[1]:.2f} / "
               f"{load[2]:.2f} (other work may share this machine: compare numbers of the same run only)", "",
-              f"Model: {MODEL} (torch engine unless noted). Command: `make bench-eval`"
+              f"Model: {MODEL} ({ENGINE} engine unless noted). Command: `make bench-eval`"
               f"{' BENCH_ARGS=--quick' if args.quick else ''}.", ""]
     suite = Suite(work)
     for name in SERVICES:

@@ -444,8 +444,7 @@ async def main(args) -> None:
         if "reranker" in parts:
             results["reranker"] = await reranker(args, root)
     text = report(args, results, time.perf_counter() - started)
-    out = REPO / "benchmarks" / "results" / "train.md"
-    out.write_text(text + "\n")
+    args.out.write_text(text + "\n")
     print(text)
 
 
@@ -457,4 +456,6 @@ if __name__ == "__main__":
     parser.add_argument("--continual-steps", type=int, default=30)
     parser.add_argument("--distill-steps", type=int, default=150)
     parser.add_argument("--diffusion-epochs", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train.md",
+                        help="the markdown report (a run of some --parts writes its own file)")
     asyncio.run(main(parser.parse_args()))
