@@ -37,6 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_services import REPO, Service, free_port, serving  # noqa: E402
+from genai_core.services import SERVICES  # noqa: E402
 
 TENANT = "bench"
 COLLECTION = "facts"
@@ -88,6 +89,7 @@ async def suite(engine: str, work: Path) -> AsyncIterator[str]:
         port = free_port()
         env = {**os.environ, "GENAI_GATEWAY_PORT": str(port), "GENAI_LOG_LEVEL": "WARNING",
                "GENAI_GATEWAY_REQUEST_TIMEOUT": "600",
+               **{f"GENAI_GATEWAY_{n.upper()}_TARGET": "" for n in SERVICES},  # only those started below
                **{f"GENAI_GATEWAY_{n.upper()}_TARGET": s.target for n, s in
                   {"tokenizer": tok, "inference": inf, "embedding": emb, "retrieval": ret, "agent": agent}.items()}}
         gateway = Service(subprocess.Popen([sys.executable, "-m", "genai_gateway"], env=env, cwd=REPO),

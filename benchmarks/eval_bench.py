@@ -91,7 +91,9 @@ class Suite:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def start(self, names=(*SERVICES, "gateway")) -> None:
-        for name in SERVICES:
+        from genai_core.services import SERVICES as TABLE
+
+        for name in TABLE:  # every service of the table this run does not start (agent, finetune, ...)
             if name not in names:  # not deployed: the gateway's readiness must not wait for it
                 self.env[f"GENAI_GATEWAY_{name.upper()}_TARGET"] = ""
         for name in names:

@@ -28,6 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_services import REPO, Service, free_port, serving  # noqa: E402
+from genai_core.services import SERVICES  # noqa: E402
 
 PROMPTS = [
     "Write a short poem about the sea.",
@@ -120,7 +121,7 @@ async def _suite(engine: str):
         port = free_port()
         env = {**os.environ, "GENAI_GATEWAY_PORT": str(port), "GENAI_GATEWAY_INFERENCE_TARGET": inference.target,
                "GENAI_LOG_LEVEL": "WARNING",
-               **{f"GENAI_GATEWAY_{n}_TARGET": "" for n in ("TOKENIZER", "EMBEDDING", "RETRIEVAL")}}
+               **{f"GENAI_GATEWAY_{n.upper()}_TARGET": "" for n in SERVICES if n != "inference"}}
         gateway = subprocess.Popen([sys.executable, "-m", "genai_gateway"], env=env, cwd=REPO)
         url = f"http://127.0.0.1:{port}"
         try:
