@@ -164,7 +164,7 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--engine", default=os.environ.get("GENAI_INFERENCE_ENGINE", "torch"))
+    parser.add_argument("--engine", default=os.environ.get("GENAI_INFERENCE_ENGINE", "onnxruntime-gguf"))  # the default
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "load.md")
     args = parser.parse_args()
     async with _suite(args.engine) as (url, inference, gateway):
