@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from genai_finetune import execution
 from genai_finetune.basemodels import BaseModels
 from genai_finetune.datafiles import Datasets
+from genai_finetune.recipes import distributed
 from genai_finetune.store import Store
 from genai_finetune.types import ArtifactKind, Checkpoint, JobError, JobState, Level, Metrics, Outcome, Serving
 from genai_finetune.worker import build_spec, failure
@@ -91,7 +91,7 @@ def run_spec(spec_path: Path) -> int:
         LineReporter._emit("error", error=asdict(error))
         logger.exception("the run of %s failed", spec.job_id)
         return 1
-    if outcome is not None and int(os.environ.get("RANK", "0")) == 0:  # one writer under torchrun
+    if outcome is not None and distributed.is_main():  # one writer under torchrun
         record = {**asdict(outcome), "kind": outcome.kind.value, "serving": outcome.serving.value}
         (work_dir / OUTCOME).write_text(json.dumps(record))
     return 0

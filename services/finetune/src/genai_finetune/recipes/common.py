@@ -8,7 +8,6 @@ which it skips the batches already seen), so a resumed job continues exactly whe
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -19,6 +18,7 @@ from transformers import PrinterCallback, TrainerCallback, TrainingArguments, se
 
 from genai_finetune.execution import RecipeContext
 from genai_finetune.methods import method
+from genai_finetune.recipes import distributed
 from genai_finetune.types import JobState, Level, Metrics, Outcome
 
 # Trainer log keys reported as named metrics; anything numeric that is not listed goes to Metrics.extra.
@@ -96,8 +96,7 @@ def training_arguments(context: RecipeContext, *, evaluate: bool, config_class=T
     """The Trainer's arguments from the job's resolved hyperparameters, for CPU."""
     h = context.hyperparameters
     # batch_size counts the examples of one optimizer step over every process (torchrun/accelerate set WORLD_SIZE)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * world))
+    micro = max(1, (h.batch_size or 1) // ((h.gradient_accumulation_steps or 1) * distributed.world_size()))
     return config_class(
         output_dir=str(context.checkpoints_dir),
         per_device_train_batch_size=micro,
