@@ -73,6 +73,11 @@ class GatewayError(Exception):
         return status_headers(self.status)
 
 
+def invalid_argument(param: str, message: str) -> GatewayError:
+    """A 400 naming the request field ``param`` (OpenAI's ``invalid_request_error``)."""
+    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
+
+
 def status_headers(status: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The headers a response of this status must carry (WWW-Authenticate, Retry-After), plus ``extra``."""
     return {**_STATUS_HEADERS.get(status, {}), **(extra or {})}

@@ -18,7 +18,7 @@ from genai.agent.v1 import agent_service_pb2 as pb
 from genai_core.structs import struct_to_dict, whole_numbers
 from google.protobuf import json_format, struct_pb2
 
-from genai_gateway.errors import GatewayError
+from genai_gateway.errors import GatewayError, invalid_argument
 from genai_gateway.routes.langgraph_protocol import StreamModeName
 
 RUN_STATUS = {pb.RUN_STATUS_PENDING: "pending", pb.RUN_STATUS_RUNNING: "running",
@@ -44,21 +44,17 @@ def jsonify(message: Any) -> dict[str, Any]:
     return whole_numbers(json_format.MessageToDict(message, preserving_proto_field_name=True))
 
 
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
-
-
 def struct(value: Any, param: str) -> struct_pb2.Struct:
     """A JSON object as a Struct; anything a Struct cannot hold (a number beyond a double) is a 400."""
     s = struct_pb2.Struct()
     if value is None:
         return s
     if not isinstance(value, dict):
-        raise _bad(param, "a JSON object")
+        raise invalid_argument(param, "a JSON object")
     try:
         s.update(value)
     except (OverflowError, ValueError, TypeError) as exc:
-        raise _bad(param, f"holds a value protobuf cannot carry ({exc})") from None
+        raise invalid_argument(param, f"holds a value protobuf cannot carry ({exc})") from None
     return s
 
 

@@ -25,7 +25,7 @@ from genai_core.limits import FINETUNE
 from genai_core.structs import struct_to_dict
 from google.protobuf import json_format, struct_pb2
 
-from genai_gateway.errors import GatewayError, call
+from genai_gateway.errors import GatewayError, call, invalid_argument
 from genai_gateway.openapi import stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import finetune_protocol as api
@@ -41,10 +41,6 @@ FORMATS = {v: k.removeprefix("DATASET_FORMAT_").lower() for k, v in pb.DatasetFo
 OPENAI_TYPES = {"lora": "supervised"}  # how a job's method is reported back; others keep their registry name
 PURPOSES = ("fine-tune", "fine-tune-results")  # what the service stores files for (it checks the purpose)
 FILE_RENAMES = {r"^content$": "file", r"^line\[": "file.line["}
-
-
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
 
 
 def _seconds(ts) -> int | None:
@@ -149,13 +145,13 @@ def _struct(value: dict[str, Any], param: str) -> struct_pb2.Struct:
     try:
         out.update(value)
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer beyond a double's range
-        raise _bad(param, f"settings must be JSON values that fit a double: {exc}") from None
+        raise invalid_argument(param, f"settings must be JSON values that fit a double: {exc}") from None
     return out
 
 
 def _create_request(body: api.JobCreate, rid: str) -> tuple[pb.CreateTuningJobRequest, str]:
     if body.integrations:
-        raise _bad("integrations", "integrations (Weights & Biases) are not supported; stream the job's events")
+        raise invalid_argument("integrations", "integrations (Weights & Biases) are not supported; stream the job's events")
     kind, settings = "", body.hyperparameters or api.MethodHyperparameters()
     if body.method is not None:
         kind = body.method.type
@@ -191,20 +187,20 @@ After = Annotated[str | None, Query(description="the id of the last item of the 
                  "additionalProperties": False}}}}})
 async def create_file(request: Request) -> dict[str, Any]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise _bad("file", "upload the file as multipart/form-data with fields `file` and `purpose`")
+        raise invalid_argument("file", "upload the file as multipart/form-data with fields `file` and `purpose`")
     form = await request.form()
     # The shape of the form (the documented fields, each once, of the right kind); the service checks the rest.
     unknown = sorted(set(form.keys()) - {"file", "purpose"})
     if any(k.startswith("expires_after") for k in unknown):
-        raise _bad("expires_after", "files here do not expire; delete them with DELETE /v1/files/{file_id}")
+        raise invalid_argument("expires_after", "files here do not expire; delete them with DELETE /v1/files/{file_id}")
     if unknown:
-        raise _bad(unknown[0], "unknown form field; send only `file` and `purpose`")
+        raise invalid_argument(unknown[0], "unknown form field; send only `file` and `purpose`")
     uploads = form.getlist("file")
     if len(uploads) != 1 or isinstance(uploads[0], str):
-        raise _bad("file", "attach exactly one JSONL file as the `file` field (a file part, with a filename)")
+        raise invalid_argument("file", "attach exactly one JSONL file as the `file` field (a file part, with a filename)")
     purposes = form.getlist("purpose")
     if len(purposes) != 1 or not isinstance(purposes[0], str) or purposes[0] not in PURPOSES:
-        raise _bad("purpose", f"set purpose to one of {', '.join(PURPOSES)}")
+        raise invalid_argument("purpose", f"set purpose to one of {', '.join(PURPOSES)}")
     upload, purpose = uploads[0], purposes[0]
     content = await upload.read()
     settings = request.app.state.settings
@@ -297,7 +293,7 @@ EVENT_ID = re.compile(r"(?:ftevent-(?:.*-)?)?([0-9]{1,15})", re.DOTALL)
 def _sequence(event_id: str, param: str) -> int:
     found = EVENT_ID.fullmatch(event_id)
     if found is None:
-        raise _bad(param, f"'{event_id}' is not an event id (ftevent-...) or sequence number")
+        raise invalid_argument(param, f"'{event_id}' is not an event id (ftevent-...) or sequence number")
     return int(found.group(1))
 
 

@@ -22,7 +22,7 @@ from genai.agent.v1 import agent_service_pb2 as pb
 from genai_core.limits import AGENT
 from google.protobuf import json_format, struct_pb2
 
-from genai_gateway.errors import GatewayError, call
+from genai_gateway.errors import GatewayError, call, invalid_argument
 from genai_gateway.routes import agent_render as render
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import langgraph_protocol as api
@@ -54,10 +54,6 @@ PROVIDERS = {"inference": pb.MODEL_PROVIDER_INFERENCE, "openai": pb.MODEL_PROVID
 RENAMES = {r"^run\.input\.": "input.", r"^run\.command\.": "command.", r"^run\.": "", r"^spec\.": "context."}
 
 
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
-
-
 def _base(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}{PREFIX}"
 
@@ -74,27 +70,27 @@ def _content(value: Any, param: str) -> str:
             return "".join(parts)
     if value is None:
         return ""
-    raise _bad(param, "content is a string or a list of text parts")
+    raise invalid_argument(param, "content is a string or a list of text parts")
 
 
 def _message(value: Any, param: str) -> pb.Message:
     if isinstance(value, str):
         return pb.Message(type="human", content=value)
     if not isinstance(value, dict):
-        raise _bad(param, 'a message is a string or an object with "role" (or "type") and "content"')
+        raise invalid_argument(param, 'a message is a string or an object with "role" (or "type") and "content"')
     kind = ROLES.get(str(value.get("type") or value.get("role") or ""))
     if kind is None:
-        raise _bad(f"{param}.role", "use user, assistant, system or tool (or human, ai)")
+        raise invalid_argument(f"{param}.role", "use user, assistant, system or tool (or human, ai)")
     out = pb.Message(type=kind, content=_content(value.get("content"), f"{param}.content"),
                      id=str(value.get("id") or ""), name=str(value.get("name") or ""),
                      tool_call_id=str(value.get("tool_call_id") or ""), status=str(value.get("status") or ""))
     calls = value.get("tool_calls") or []
     if not isinstance(calls, list):
-        raise _bad(f"{param}.tool_calls", "a list of tool calls")
+        raise invalid_argument(f"{param}.tool_calls", "a list of tool calls")
     for i, c in enumerate(calls):
         where = f"{param}.tool_calls[{i}]"
         if not isinstance(c, dict):
-            raise _bad(where, "a tool call is an object")
+            raise invalid_argument(where, "a tool call is an object")
         function = c.get("function")
         if isinstance(function, dict):  # OpenAI's shape: arguments as a JSON text
             arguments = function.get("arguments") or "{}"
@@ -103,12 +99,12 @@ def _message(value: Any, param: str) -> pb.Message:
             except ValueError:
                 args = None
             if not isinstance(args, dict):
-                raise _bad(f"{where}.function.arguments", "a JSON object as text") from None
+                raise invalid_argument(f"{where}.function.arguments", "a JSON object as text") from None
             name, args_param = function.get("name", ""), f"{where}.function.arguments"
         elif function is None:
             args, name, args_param = c.get("args") or {}, c.get("name", ""), f"{where}.args"
         else:
-            raise _bad(f"{where}.function", 'an object with "name" and "arguments"')
+            raise invalid_argument(f"{where}.function", 'an object with "name" and "arguments"')
         out.tool_calls.append(pb.ToolCall(id=str(c.get("id") or ""), name=str(name), args=render.struct(args, args_param)))
     return out
 
@@ -117,13 +113,13 @@ def state_values(value: dict[str, Any] | list[dict[str, Any]] | None, param: str
     if isinstance(value, list):  # update_state also takes a list of updates; one is what a write is
         value = value[0] if len(value) == 1 else None
         if value is None:
-            raise _bad(param, "send one update")
+            raise invalid_argument(param, "send one update")
     value = dict(value or {})
     messages = value.pop("messages", [])
     if isinstance(messages, (str, dict)):
         messages = [messages]
     if not isinstance(messages, list):
-        raise _bad(f"{param}.messages", "a list of messages")
+        raise invalid_argument(f"{param}.messages", "a list of messages")
     return pb.StateValues(messages=[_message(m, f"{param}.messages[{i}]") for i, m in enumerate(messages)],
                           values=render.struct(value, param))
 
@@ -132,7 +128,7 @@ def _modes(stream_mode: str | list[str] | None) -> list[str]:
     names = [stream_mode] if isinstance(stream_mode, str) else list(stream_mode or ["values"])
     for name in names:  # the body's schema lists the served modes; a join's query is checked here
         if name not in render.SUPPORTED_MODES:
-            raise _bad("stream_mode", f"{name!r} is not served; use {', '.join(render.SUPPORTED_MODES)}")
+            raise invalid_argument("stream_mode", f"{name!r} is not served; use {', '.join(render.SUPPORTED_MODES)}")
     return names
 
 
@@ -144,7 +140,7 @@ def spec(context: dict[str, Any] | None, config: api.Config | None, param: str =
     data = dict(context or {})
     model = data.get("model") or {}
     if not isinstance(model, dict):
-        raise _bad(f"{param}.model", 'an object such as {"name": "...", "provider": "inference"}')
+        raise invalid_argument(f"{param}.model", 'an object such as {"name": "...", "provider": "inference"}')
     model = dict(model)
     if isinstance(model.get("provider"), str) and model["provider"] in PROVIDERS:
         model["provider"] = PROVIDERS[model["provider"]]
@@ -155,7 +151,7 @@ def spec(context: dict[str, Any] | None, config: api.Config | None, param: str =
     try:
         return json_format.ParseDict(data, pb.AgentSpec())
     except (json_format.ParseError, OverflowError, ValueError, TypeError) as exc:
-        raise _bad(param, str(exc)[:300]) from None
+        raise invalid_argument(param, str(exc)[:300]) from None
 
 
 def run_spec(body: api.RunCreate, thread_id: str) -> pb.RunSpec:
@@ -181,7 +177,7 @@ def run_spec(body: api.RunCreate, thread_id: str) -> pb.RunSpec:
             try:
                 command.resume.CopyFrom(json_format.ParseDict(body.command.resume, struct_pb2.Value()))
             except (json_format.ParseError, OverflowError, ValueError, TypeError) as exc:
-                raise _bad("command.resume", str(exc)[:300]) from None
+                raise invalid_argument("command.resume", str(exc)[:300]) from None
         if body.command.update is not None:
             command.update.CopyFrom(state_values(body.command.update, "command.update"))
         goto = body.command.goto

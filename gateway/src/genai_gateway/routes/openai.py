@@ -28,7 +28,7 @@ from genai_core.structs import struct_to_dict
 from genai_core.telemetry import current_trace_id
 from google.protobuf import struct_pb2
 
-from genai_gateway.errors import GatewayError, call
+from genai_gateway.errors import GatewayError, call, invalid_argument
 from genai_gateway.openapi import stream_response
 from genai_gateway.routes import agent_openai, calls, openai_legacy, sse
 from genai_gateway.routes import openai_protocol as api
@@ -66,10 +66,6 @@ _CHAT_RENAMES = {
 }
 
 
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
-
-
 
 
 async def model_name(request: Request, requested: str) -> str:
@@ -105,7 +101,7 @@ def _struct(value: dict[str, Any], param: str) -> struct_pb2.Struct:
     try:
         out.update(value)
     except (TypeError, ValueError) as exc:
-        raise _bad(param, str(exc)) from exc
+        raise invalid_argument(param, str(exc)) from exc
     return out
 
 
@@ -156,7 +152,7 @@ def _sampling(body: api._Sampling, max_tokens: int | None) -> pb.SamplingParams:
         out.seed = body.seed % 2**64  # OpenAI seeds are signed; any fixed mapping keeps them reproducible
     for token, bias in (body.logit_bias or {}).items():
         if not (token.isascii() and token.isdigit()) or int(token) >= 2**32:  # "4²".isdigit() is True
-            raise _bad("logit_bias", f"keys are token ids, got {token!r}")
+            raise invalid_argument("logit_bias", f"keys are token ids, got {token!r}")
         out.logit_bias[int(token)] = bias
     return out
 
@@ -165,7 +161,7 @@ def _content(i: int, m: api.Message) -> str:
     if m.content is None:
         if m.role == "assistant" and m.tool_calls:
             return ""
-        raise _bad(f"messages[{i}].content", f"a {m.role} message needs content")
+        raise invalid_argument(f"messages[{i}].content", f"a {m.role} message needs content")
     # Parts are joined without a separator, as /v1/chat/template does, so token counts agree.
     return m.content if isinstance(m.content, str) else "".join(p.text for p in m.content)
 
@@ -176,7 +172,7 @@ def _message(i: int, m: api.Message) -> pb.ChatMessage:
         out.name = m.name
     if m.role == "tool":
         if not m.tool_call_id:
-            raise _bad(f"messages[{i}].tool_call_id", "a tool message must name the tool call it answers")
+            raise invalid_argument(f"messages[{i}].tool_call_id", "a tool message must name the tool call it answers")
         out.tool_call_id = m.tool_call_id
     for j, c in enumerate(m.tool_calls or []):
         tool_call = pb.ToolCall(id=c.id, name=c.function.name)
@@ -224,7 +220,7 @@ def _constraint(
     if fmt is None or fmt.type == "text":
         return
     if fmt.type == "json_schema" and fmt.json_schema is None:
-        raise _bad("response_format.json_schema", "type json_schema needs a json_schema object")
+        raise invalid_argument("response_format.json_schema", "type json_schema needs a json_schema object")
     if fmt.type == "json_object" or not fmt.json_schema.schema_:
         message.constraint.json_object.SetInParent()
     else:
@@ -233,9 +229,9 @@ def _constraint(
 
 def chat_request(body: api.ChatCompletionRequest, rid: str) -> tuple[pb.ChatRequest, dict[str, str]]:
     if body.top_logprobs is not None and not body.logprobs:
-        raise _bad("top_logprobs", "set logprobs to true to use top_logprobs")
+        raise invalid_argument("top_logprobs", "set logprobs to true to use top_logprobs")
     if body.stream_options is not None and not body.stream:
-        raise _bad("stream_options", "only allowed when stream is true")
+        raise invalid_argument("stream_options", "only allowed when stream is true")
     max_param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
     sampling = _sampling(
         body, body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -439,9 +435,9 @@ def _prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> list[dict
 
 def _generate_requests(body: api.CompletionRequest, rid: str) -> tuple[list[pb.GenerateRequest], list[dict[str, str]]]:
     if body.stream_options is not None and not body.stream:
-        raise _bad("stream_options", "only allowed when stream is true")
+        raise invalid_argument("stream_options", "only allowed when stream is true")
     if body.echo and body.stream:
-        raise _bad("echo", "echo is not supported with stream; send stream=false")
+        raise invalid_argument("echo", "echo is not supported with stream; send stream=false")
     sampling = _sampling(body, body.max_tokens)
     if body.logprobs is not None:
         sampling.logprobs = True

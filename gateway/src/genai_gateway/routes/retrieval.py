@@ -19,7 +19,7 @@ from genai_core.telemetry import current_trace_id
 from google.protobuf import json_format, struct_pb2
 from pydantic import ValidationError
 
-from genai_gateway.errors import GatewayError, call
+from genai_gateway.errors import GatewayError, call, invalid_argument
 from genai_gateway.openapi import inline_schema, stream_response
 from genai_gateway.routes import calls, sse
 from genai_gateway.routes import retrieval_protocol as api
@@ -67,16 +67,12 @@ def _json(message) -> dict[str, Any]:
                                            always_print_fields_with_no_presence=True))
 
 
-def _bad(param: str, message: str) -> GatewayError:
-    return GatewayError(400, f"{param}: {message}", "invalid_request_error", "invalid_argument", param)
-
-
 def _struct(value: dict[str, Any], param: str = "metadata") -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     try:
         s.update(value)
     except (OverflowError, ValueError, TypeError) as exc:  # e.g. 10**400: a Struct number is a double
-        raise _bad(param, f"a value cannot be stored: {exc}") from None
+        raise invalid_argument(param, f"a value cannot be stored: {exc}") from None
     return s
 
 
@@ -87,7 +83,7 @@ def _filter(value: dict[str, Any] | None, param: str = "filter") -> pb.Filter | 
         try:
             return json_format.ParseDict(value, pb.Filter())
         except json_format.ParseError as exc:
-            raise _bad(param, str(exc)) from None
+            raise invalid_argument(param, str(exc)) from None
     conditions = []
     for key, v in value.items():  # shorthand: every key must equal (or be any of) its value
         f = pb.FieldCondition(key=key)
@@ -102,7 +98,7 @@ def _filter(value: dict[str, Any] | None, param: str = "filter") -> pb.Filter | 
         elif isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) and _int64(x) for x in v):
             f.any_of.integer_values.extend(v)
         else:
-            raise _bad(f"{param}.{key}", "use a string, a 64-bit integer, a boolean or a non-empty list of strings or "
+            raise invalid_argument(f"{param}.{key}", "use a string, a 64-bit integer, a boolean or a non-empty list of strings or "
                                          "64-bit integers")
         conditions.append(pb.Condition(field=f))
     return pb.Filter(must=conditions)
@@ -222,7 +218,7 @@ async def add_documents(collection: Collection, request: Request, x_tenant: Tena
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
     except ValueError:
-        raise _bad("body", "send JSON {documents: [...]} or multipart/form-data files") from None
+        raise invalid_argument("body", "send JSON {documents: [...]} or multipart/form-data files") from None
     docs = [pb.DocumentInput(document_id=d.id, text=d.text, mime_type=d.content_type, title=d.title,
                              source_uri=d.source_uri, metadata=_struct(d.metadata, f"documents[{i}].metadata"))
                  for i, d in enumerate(body.documents)]
@@ -234,20 +230,20 @@ async def _upload(collection: str, request: Request, tenant: str) -> dict[str, A
     form = await request.form()
     files = [f for f in form.getlist("files") + form.getlist("file") if not isinstance(f, str)]
     if not files:
-        raise _bad("files", "attach at least one file as `files`")
+        raise invalid_argument("files", "attach at least one file as `files`")
     try:
         metadata = json.loads(form.get("metadata") or "{}")
     except json.JSONDecodeError as exc:
-        raise _bad("metadata", f"not JSON: {exc}") from None
+        raise invalid_argument("metadata", f"not JSON: {exc}") from None
     if not isinstance(metadata, dict):
-        raise _bad("metadata", "must be a JSON object")
+        raise invalid_argument("metadata", "must be a JSON object")
 
     def number(name: str, low: int, high: int) -> int | None:
         raw = form.get(name)
         if raw in (None, ""):
             return None
         if not (str(raw).isascii() and str(raw).isdigit()) or not low <= int(raw) <= high:
-            raise _bad(name, f"must be an integer between {low} and {high}")
+            raise invalid_argument(name, f"must be an integer between {low} and {high}")
         return int(raw)
 
     docs = []
@@ -294,7 +290,7 @@ async def delete_documents(collection: Collection, body: api.DocumentsDelete, re
     elif body.filter:
         message.filter.CopyFrom(_filter(body.filter))
     else:
-        raise _bad("ids", "set ids or filter")
+        raise invalid_argument("ids", "set ids or filter")
     reply = await call(calls.stub(request, "retrieval").DeleteDocuments(message))
     return {"deleted_document_count": reply.deleted_document_count, "deleted_chunk_count": reply.deleted_chunk_count}
 
