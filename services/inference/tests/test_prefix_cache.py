@@ -62,6 +62,14 @@ def test_scored_lookups_need_logprobs_with_enough_alternatives():
     assert cache.lookup([1, 2, 3, 4], None, top=6).tokens == 0
 
 
+def test_blocks_before_the_scored_positions_need_only_their_kv():
+    cache = PrefixCache(10_000, block=2)
+    _fill(cache, [1, 2, 3, 4, 5, 6])  # KV only, never scored
+    assert cache.lookup([1, 2, 3, 4, 5, 6], None, top=0).tokens == 0
+    assert cache.lookup([1, 2, 3, 4, 5, 6], None, top=0, scored_from=4).tokens == 4  # blocks [1,2] and [3,4]
+    assert cache.lookup([1, 2, 3, 4, 5, 6], None, top=0, scored_from=3).tokens == 2  # [3,4] holds position 3
+
+
 def test_least_recently_used_blocks_go_first_when_full():
     cache = PrefixCache(350, block=1)  # room for three 100-byte blocks
     _fill(cache, [1, 2, 3])
@@ -156,6 +164,80 @@ async def test_the_choices_of_one_question_reuse_its_context(cached):
         await uncached.close()
     np.testing.assert_allclose([t.logprob for t in rest[1].done.prompt_logprobs],
                                [t.logprob for t in expected.done.prompt_logprobs], atol=1e-3)
+
+
+async def test_scoring_from_the_continuation_skips_the_context_and_matches_full_scoring(cached):
+    """prompt_logprobs_start at the continuation (what the evaluation service sends): the same logprobs as
+    scoring the whole prompt, only the continuation's positions returned, and the context's KV cached for
+    the other choices without logprobs (so a later full scoring still scores the context itself)."""
+    cache = cached.backend.prefix_cache
+    cache.clear()
+    context = cached.tokenizer("Passage: the river floods every spring and the town moves uphill. " * 3
+                               + "Question: when does the river flood? Answer:").input_ids
+    choices = [cached.tokenizer(c).input_ids for c in (" every spring", " never", " in a dry autumn")]
+    start = len(context)
+    tails = []
+    for choice in choices:
+        result = await cached.collect(_request(cached, ids=context + choice, max_new_tokens=0, prompt_logprobs=0,
+                                               prompt_logprobs_start=start))
+        assert [t.token_id for t in result.done.prompt_logprobs] == choice
+        tails.append(result)
+    assert tails[0].done.usage.cached_prompt_tokens == 0
+    assert all(r.done.usage.cached_prompt_tokens == (start // 16) * 16 for r in tails[1:])
+    full = await cached.collect(_request(cached, ids=context + choices[2], max_new_tokens=0, prompt_logprobs=0))
+    assert len(full.done.prompt_logprobs) == start + len(choices[2])
+    assert full.done.usage.cached_prompt_tokens == 0  # the context's blocks were cached without logprobs
+    np.testing.assert_allclose([t.logprob for t in tails[2].done.prompt_logprobs],
+                               [t.logprob for t in full.done.prompt_logprobs[start:]], atol=1e-3)
+    again = await cached.collect(_request(cached, ids=context + choices[1], max_new_tokens=0, prompt_logprobs=0,
+                                          prompt_logprobs_start=start))  # now the scored blocks are cached too
+    np.testing.assert_allclose([t.logprob for t in again.done.prompt_logprobs],
+                               [t.logprob for t in tails[1].done.prompt_logprobs], atol=1e-3)
+    whole = await cached.collect(_request(cached, ids=context, max_new_tokens=0, prompt_logprobs=0,
+                                          prompt_logprobs_start=len(context) + 5))
+    assert whole.done.prompt_logprobs == ()  # nothing at or after the start: nothing scored
+
+
+async def test_continuation_scores_equal_full_scores_on_the_int8_engine(fast, gguf_source, settings):
+    """On onnxruntime-gguf with int8 activations a one-row forward rounds differently from a chunk, so scoring
+    from the continuation must not prefill a lone context token (a context of 16k + 2 tokens, 16k cached):
+    the logprobs equal full scoring's exactly, which is what the lm-eval cross-check relies on."""
+    import asyncio
+
+    from genai_inference.models import load_tokenizer
+
+    tokenizer = load_tokenizer(gguf_source.directory)
+    scheduler = Scheduler(fast, tokenizer, max_batch_size=8, max_queue=16, prefix_cache=PrefixCache(32 << 20))
+    await scheduler.start()
+    inference = Inference(scheduler, tokenizer, settings)
+    try:
+        context = tokenizer("Question: which enzyme kinetics hold at high substrate concentration with a competitive "
+                            "inhibitor present? " * 8).input_ids[:82]
+        assert len(context) == 82
+        choices = [tokenizer(c).input_ids for c in (" The rate approaches Vmax.", " Km decreases.", " It stops.")]
+        tails = await asyncio.gather(*(inference.collect(_request(inference, ids=context + c, max_new_tokens=0,
+                                                                  prompt_logprobs=0, prompt_logprobs_start=82))
+                                       for c in choices))
+        assert [r.done.usage.cached_prompt_tokens for r in tails[1:]] == [80, 80]
+        for choice, tail in zip(choices, tails, strict=True):
+            scheduler.prefix_cache.clear()
+            full = await inference.collect(_request(inference, ids=context + choice, max_new_tokens=0,
+                                                    prompt_logprobs=0))
+            assert [t.logprob for t in tail.done.prompt_logprobs] == [t.logprob for t in full.done.prompt_logprobs[82:]]
+    finally:
+        await scheduler.close()
+
+
+def test_a_scoring_start_needs_prompt_logprobs(settings):
+    from genai_core.errors import InvalidArgument
+    from genai_inference.generation import check_sampling
+
+    check_sampling(Sampling(max_new_tokens=0, prompt_logprobs=0, prompt_logprobs_start=5), settings, 2048)
+    for bad in (Sampling(max_new_tokens=3, prompt_logprobs_start=5),
+                Sampling(max_new_tokens=3, prompt_logprobs=0, prompt_logprobs_start=5, echo=True),
+                Sampling(max_new_tokens=0, prompt_logprobs=0, prompt_logprobs_start=4096)):
+        with pytest.raises(InvalidArgument, match="prompt_logprobs_start"):
+            check_sampling(bad, settings, 2048)
 
 
 # -- bounded scoring (issue 14 item 4) -------------------------------------------------------------------

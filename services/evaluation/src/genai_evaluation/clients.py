@@ -2,9 +2,10 @@
 and tokenizer services, collections through retrieval, vectors through embedding. Endpoint models (any
 OpenAI-compatible server) come from ``endpoint``.
 
-Scoring sends each sequence as token ids with ``max_new_tokens=0`` and ``prompt_logprobs=1``: the service
-computes the prompt's log-probabilities (with the most likely token at each position, for greediness) and
-generates nothing.
+Scoring sends each sequence as token ids with ``max_new_tokens=0``, ``prompt_logprobs`` and
+``prompt_logprobs_start`` at the continuation: the service prefills the context (once per question, through
+its prefix cache) without its vocabulary-wide logits, returns the continuation's log-probabilities (with the
+most likely token at each position when greediness is asked) and generates nothing.
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ class InferenceModel:
         # over the vocabulary at every prompt position.
         request = inference_pb.GenerateRequest(
             model=self._model, token_ids=inference_pb.TokenIds(ids=list(ids)),
-            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=int(greedy)))
+            sampling=inference_pb.SamplingParams(max_new_tokens=0, temperature=0.0, prompt_logprobs=int(greedy),
+                                                 prompt_logprobs_start=start))
         reply = await _patiently(lambda: self._inference.Generate(request))
-        scored = reply.prompt_logprobs[start:]
+        scored = reply.prompt_logprobs  # positions start… only: the context is prefilled, not scored
         is_greedy = greedy and all(t.top_logprobs and t.logprob >= t.top_logprobs[0].logprob - 1e-6 for t in scored)
         return Scored(tuple(t.logprob for t in scored), is_greedy, Usage(len(ids), 0))
 

@@ -72,6 +72,7 @@ def sampling_from_proto(s: pb.SamplingParams, default_max: int) -> Sampling:
         logprobs=s.logprobs or s.HasField("top_logprobs"),
         top_logprobs=opt("top_logprobs", 0),
         prompt_logprobs=s.prompt_logprobs if s.HasField("prompt_logprobs") else (0 if s.echo else None),
+        prompt_logprobs_start=opt("prompt_logprobs_start", 0),
         echo=s.echo,
         ignore_eos=s.ignore_eos,
         logit_bias=dict(s.logit_bias),

@@ -61,6 +61,11 @@ def check_sampling(sampling: Sampling, settings: InferenceSettings, context_leng
          f"must be between 0 and {settings.max_top_logprobs}"),
         ("sampling.prompt_logprobs", s.prompt_logprobs is None or 0 <= s.prompt_logprobs <= settings.max_top_logprobs,
          f"must be between 0 and {settings.max_top_logprobs}"),
+        ("sampling.prompt_logprobs_start",
+         s.prompt_logprobs_start == 0 or (s.prompt_logprobs is not None and not s.echo),
+         "needs prompt_logprobs and cannot be combined with echo (which returns the whole prompt)"),
+        ("sampling.prompt_logprobs_start", s.prompt_logprobs_start <= context_length,
+         f"must be at most the context length ({context_length})"),
         ("sampling.stop_sequences", len(s.stop) <= settings.max_stop_sequences,
          f"at most {settings.max_stop_sequences} stop sequences"),
     ]

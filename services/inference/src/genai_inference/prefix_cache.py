@@ -72,13 +72,15 @@ class PrefixCache:
             out.append(parent)
         return out
 
-    def lookup(self, ids: Sequence[int], adapter: str | None, top: int | None = None) -> Match:
-        """The cached blocks that start ``ids``, in order. With ``top`` (prompt logprobs wanted), only blocks
-        scored with at least that many alternatives count."""
+    def lookup(self, ids: Sequence[int], adapter: str | None, top: int | None = None, scored_from: int = 0) -> Match:
+        """The cached blocks that start ``ids``, in order. With ``top`` (prompt logprobs wanted from position
+        ``scored_from`` on), a block holding any of those positions counts only if it was scored with at least
+        that many alternatives; blocks before ``scored_from`` need only their KV."""
         found: list[Block] = []
-        for key in self.keys(ids, adapter):
+        for index, key in enumerate(self.keys(ids, adapter)):
             block = self._blocks.get(key)
-            if block is None or (top is not None and (block.logprobs is None or block.top < top)):
+            scored = top is not None and (index + 1) * self.block > scored_from
+            if block is None or (scored and (block.logprobs is None or block.top < top)):
                 break
             self._blocks.move_to_end(key)
             found.append(block)

@@ -275,16 +275,24 @@ class Scheduler:
 
         Without prompt logprobs the cached prefix is reused up to the prompt's last token (its logits are
         always computed). With them, the cached blocks bring their tokens' logprobs along and the prompt
-        runs again from the last cached position, whose logits score the first uncached token.
+        runs again from the last cached position, whose logits score the first uncached token. Positions
+        before ``prompt_logprobs_start`` (a loglikelihood's context) are prefilled without the
+        vocabulary-wide logits, and their cached blocks need no logprobs.
         """
         request = entry.request
         ids, adapter, top = request.prompt_ids, request.adapter, request.sampling.prompt_logprobs
+        scored_from = request.sampling.prompt_logprobs_start
+        first = max(1, scored_from)  # the first position predicted (position 0 has no prediction)
         cache = self.prefix_cache
         blocks: tuple[Block, ...] = ()
         if cache is not None:
-            blocks = cache.lookup(ids, adapter, top).blocks
-        reused = len(blocks) * (cache.block if cache else 0)
-        keep = max(0, reused - 1) if top is not None else min(reused, len(ids) - 1)
+            blocks = cache.lookup(ids, adapter, top, scored_from).blocks
+        size = cache.block if cache else 0
+        reused = len(blocks) * size
+        if top is None:
+            keep = min(reused, len(ids) - 1)
+        else:
+            keep = reused - 1 if reused >= first else reused
         kv = self.engine.restore([b.piece for b in blocks], keep) if keep else None
         entry.cached_tokens = keep
         self.metrics.cached_prompt_tokens.inc(keep)
@@ -294,22 +302,36 @@ class Scheduler:
         else:
             # Cached blocks may carry more alternatives than asked for: give back what was asked.
             scored = [lp if len(lp.top) <= top else replace(lp, top=lp.top[:top])
-                      for b in blocks for lp in b.logprobs or ()] if reused else [
-                TokenLogprob(ids[0], self._text(ids[0]), 0.0)]  # the first token has no prediction (vLLM: None)
+                      for i, b in enumerate(blocks) if (i + 1) * size > scored_from
+                      for lp in (b.logprobs or ())[max(0, scored_from - i * size):]]
+            if scored_from == 0 and not reused:
+                scored = [TokenLogprob(ids[0], self._text(ids[0]), 0.0)]  # no prediction for it (vLLM: None)
+            context_end = min(first - 1, len(ids) - 1)
+            if context_end - keep == 1:
+                # A lone token would run as a one-row forward, which rounds int8 activations differently from a
+                # chunk (onnxruntime-gguf): score it along with the chunk instead, so the logprobs are the same
+                # whichever way the prompt arrives (cached or not, scored from 0 or from its continuation).
+                context_end = keep
+            if keep < context_end:
+                _, kv = self.engine.prefill(ids[keep:context_end], past=kv, adapter=adapter)
+                keep = context_end
             logits = np.zeros((0, self._vocab), dtype=np.float32)
             for start in range(keep, len(ids), PROMPT_LOGPROB_CHUNK):
                 logits, kv = self.engine.prefill(ids[start : start + PROMPT_LOGPROB_CHUNK], past=kv, adapter=adapter,
                                                  all_logits=True)
-                scored += self._score(ids, start, logits, top)
+                scored += self._score(ids, start, logits, top, first=scored_from)
             logits = logits[-1:]
             entry.prompt_logprobs = tuple(scored)
         assert kv is not None
         if cache is not None:
-            self._remember(cache, ids, adapter, kv, len(blocks), scored, top)
+            self._remember(cache, ids, adapter, kv, len(blocks), scored, top, scored_from)
         return logits, kv
 
-    def _score(self, ids: Sequence[int], start: int, logits: np.ndarray, top: int) -> list[TokenLogprob]:
-        """Prompt logprobs from the logits of positions start..: row j predicts token start + j + 1."""
+    def _score(self, ids: Sequence[int], start: int, logits: np.ndarray, top: int, first: int = 0) -> list[TokenLogprob]:
+        """Prompt logprobs from the logits of positions start..: row j predicts token start + j + 1; tokens before
+        position ``first`` are left out."""
+        skip = max(0, first - start - 1)
+        start, logits = start + skip, logits[skip:]
         rows = min(len(logits), len(ids) - start - 1)
         if rows <= 0:
             return []
@@ -332,18 +354,22 @@ class Scheduler:
         return out
 
     def _remember(self, cache: PrefixCache, ids: Sequence[int], adapter: str | None, kv: KVRows, known: int,
-                  scored: list[TokenLogprob] | None, top: int | None) -> None:
-        """Cache the prompt's whole blocks from ``known`` on (the earlier ones came from the cache)."""
+                  scored: list[TokenLogprob] | None, top: int | None, scored_from: int = 0) -> None:
+        """Cache the prompt's whole blocks from ``known`` on (the earlier ones came from the cache). ``scored``
+        holds the logprobs of positions ``scored_from``…; a block with positions before that keeps only its KV."""
         keys = cache.keys(ids, adapter)
         for index in range(known, len(keys)):
-            if cache.has(keys[index], top):
-                continue
             start, end = index * cache.block, (index + 1) * cache.block
+            with_logprobs = scored is not None and start >= scored_from
+            if cache.has(keys[index], top if with_logprobs else None):
+                continue
             piece = self.engine.snapshot(kv, start, end)
-            if scored is None:
+            if not with_logprobs:
                 cache.insert(keys[index], Block(piece))
             else:
-                cache.insert(keys[index], Block(piece, tuple(scored[start:end]), top or 0))
+                assert scored is not None
+                cache.insert(keys[index], Block(piece, tuple(scored[start - scored_from : end - scored_from]),
+                                                top or 0))
 
     def _text(self, token_id: int) -> str:
         text = self._token_text.get(token_id)

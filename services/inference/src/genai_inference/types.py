@@ -37,6 +37,7 @@ class Sampling:
     logprobs: bool = False
     top_logprobs: int = 0
     prompt_logprobs: int | None = None  # None: off; k >= 0: logprob of each prompt token plus k alternatives
+    prompt_logprobs_start: int = 0  # the first prompt position scored (earlier ones are only prefilled)
     echo: bool = False
     ignore_eos: bool = False
     logit_bias: Mapping[int, float] = field(default_factory=dict)

@@ -363,7 +363,7 @@ class LlamaCppBackend:
                     top = tuple(TopLogprob(i, self._text(i), v) for i, v in top_k(logprobs[row], k))
                     out.append(TokenLogprob(token, self._text(token), float(logprobs[row, token]), top))
             last = rows[-1].copy()
-        entry.prompt_logprobs = tuple(out)
+        entry.prompt_logprobs = tuple(out[entry.request.sampling.prompt_logprobs_start:])
         return last
 
     def _decode(self, tokens: Sequence[int], pos: int, *, want_all: bool) -> np.ndarray:
