@@ -64,6 +64,9 @@ ENGINES = {  # name -> environment of the inference service
     "onnxruntime-int8": {"GENAI_INFERENCE_ENGINE": "onnxruntime", "GENAI_INFERENCE_ONNX_PRECISION": "int8"},
     "onnxruntime-gguf": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf"},
     "onnxruntime-gguf-1thread": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_THREADS": "1"},
+    # its threads' spinning (GENAI_INFERENCE_GGUF_SPIN; the default "on" spins while waiting for work)
+    "onnxruntime-gguf-spin-run": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_GGUF_SPIN": "run"},
+    "onnxruntime-gguf-spin-off": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_GGUF_SPIN": "off"},
     # float32 activations: the dequantized model's exact output, the quality the int8 activations are held to
     "onnxruntime-gguf-exact": {"GENAI_INFERENCE_ENGINE": "onnxruntime-gguf", "GENAI_INFERENCE_GGUF_ACCURACY_LEVEL": "0"},
     "llamacpp": {"GENAI_INFERENCE_ENGINE": "llamacpp"},

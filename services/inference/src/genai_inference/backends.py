@@ -69,7 +69,7 @@ def _gguf(source: ModelSource, settings: InferenceSettings) -> KVEngine:
     from genai_inference.engines.gguf_engine import GgufEngine
 
     return GgufEngine(source, settings.cache_dir, threads=settings.threads, max_batch_size=settings.max_batch_size,
-                      accuracy_level=settings.gguf_accuracy_level)
+                      accuracy_level=settings.gguf_accuracy_level, spin=settings.gguf_spin)
 
 
 def _standalone(module: str, cls: str, source: Source = resolve) -> Callable[[InferenceSettings, InferenceMetrics], Built]:

@@ -23,6 +23,14 @@ class EngineName(enum.Enum):
     OPENAI = "openai"
 
 
+# onnxruntime session entries per spin mode (session.intra_op.allow_spinning, session.force_spinning_stop).
+SPIN_MODES: dict[str, dict[str, str]] = {
+    "run": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"},
+    "on": {"session.intra_op.allow_spinning": "1"},
+    "off": {"session.intra_op.allow_spinning": "0"},
+}
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """Domain settings, read from ``GENAI_INFERENCE_*``."""
@@ -37,6 +45,9 @@ class InferenceSettings:
     # onnxruntime-gguf: 4 quantizes activations to int8 per 32-block (what llama.cpp does; fast), 0 keeps them
     # float32 (the dequantized model's exact output; ~20x slower). README "Measured" gives both qualities.
     gguf_accuracy_level: int = 4
+    # onnxruntime-gguf's intra-op threads: "on" (onnxruntime's default) spins while waiting for work and sleeps
+    # only after a while idle, "run" stops spinning when a forward returns, "off" always sleeps. README "Measured".
+    gguf_spin: str = "on"
     prefix_cache_mb: int = 64  # KV of shared prompt prefixes kept for reuse (scheduled engines); 0 turns it off
     max_batch_size: int = 16
     max_queue: int = 64
@@ -62,6 +73,8 @@ class InferenceSettings:
             raise ValueError("onnx_precision must be fp32, int8 or int4")
         if self.gguf_accuracy_level not in (0, 1, 2, 3, 4):
             raise ValueError("gguf_accuracy_level must be 0 (float32 activations) to 4 (int8 activations)")
+        if self.gguf_spin not in SPIN_MODES:
+            raise ValueError(f"gguf_spin must be one of {', '.join(SPIN_MODES)}")
         if self.prefix_cache_mb < 0:
             raise ValueError("prefix_cache_mb must not be negative")
         if self.engine in (EngineName.TGI, EngineName.OPENAI) and not self.remote_url:

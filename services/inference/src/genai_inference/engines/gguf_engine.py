@@ -13,8 +13,13 @@ and a row that leaves is replaced by the last one (one row copied).
 
 Memory: 23 KB of KV per token for SmolLM2-135M (30 layers x 2 x 3 heads x 64 x 2 bytes; float32 and 46 KB
 with the exact configuration, accuracy level 0).
-Threads: ``threads`` intra-op threads that sleep when idle (spinning threads starve the event loop and
-the other services on a small machine).
+Threads: ``threads`` intra-op threads; ``spin`` (``settings.SPIN_MODES``) says whether they spin while waiting
+for work. One decode step is ~500 small operators: a worker that sleeps after each and is woken for the next
+makes two threads slower than one (134 vs 140 tok/s, the engine alone), a spinning one makes them faster (199).
+Through the service (make bench-inference, one run): "on" (the default; onnxruntime's own) 152 tok/s single
+stream and 529 at 16 streams, "run" (spin inside a forward, sleep when it returns) 158 and 409, "off" 133 and
+415: between steps the scheduler's Python runs, and a worker that kept spinning is there for the next one.
+A worker still sleeps after a while without work, so an idle engine costs no CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from genai_inference.engines.base import ADAPTER_UNLOADED
 from genai_inference.engines.lora import LoraSet
 from genai_inference.gguf_weights import BLOCK, GgufModel, LlamaShape, embed
 from genai_inference.models import ModelSource, eos_token_ids, model_info
+from genai_inference.settings import SPIN_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +243,7 @@ class GgufEngine:
     name = "onnxruntime-gguf"
 
     def __init__(self, source: ModelSource, cache_dir: Path, *, threads: int = 2, max_batch_size: int = 16,
-                 accuracy_level: int = 4) -> None:
+                 accuracy_level: int = 4, spin: str = "on") -> None:
         import onnxruntime as ort
 
         if source.gguf is None:
@@ -247,6 +253,7 @@ class GgufEngine:
         self.source = source
         self.cache_dir = Path(cache_dir)
         self.threads = threads
+        self.spin = SPIN_MODES[spin]
         self.accuracy_level = accuracy_level
         started = time.perf_counter()
         directory = graph_dir(source, self.cache_dir, accuracy_level, lora=False)
@@ -274,7 +281,8 @@ class GgufEngine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_cpu_mem_arena = False  # an arena keeps a long prompt's scratch for the process's life
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in self.spin.items():
+            options.add_session_config_entry(key, value)
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     # -- adapters -----------------------------------------------------------------------------
