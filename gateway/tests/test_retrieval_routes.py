@@ -132,6 +132,11 @@ async def test_search_hybrid_with_filter(http, seeded, assert_envelope):
     r = await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"},
                         json={"query": "Italy", "mode": "dense", "rerank": True, "top_k": 1})
     assert r.json()["data"][0]["chunk"]["document_id"] == "rome" and "rerank" in r.json()["data"][0]["stage_scores"]
+    r = await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"},
+                        json={"query": "Italy", "mode": "dense", "rerank": True, "rerank_fuse": True, "top_k": 2})
+    top = r.json()["data"][0]
+    assert top["chunk"]["document_id"] == "rome" and {"dense", "rerank"} <= set(top["stage_scores"])
+    assert top["score"] != top["stage_scores"]["rerank"]  # ordered by the fusion of both, not the reranker alone
     err = assert_envelope(await http.post("/v1/collections/kb/search", headers={"X-Tenant": "acme"}, json={
         "query": "x", "filter": {"must": [{"field": {"key": "year"}}]}}), 400)
     assert err["param"].startswith("filter.must[0]")

@@ -148,6 +148,35 @@ async def test_ingestion_embeds_in_batches_and_search_finds_the_same_text(built)
     assert [r.outcome for r in again.results] == [Outcome.UNCHANGED] * 3
 
 
+async def test_a_fused_rerank_orders_by_the_fusion_of_first_stage_and_reranker_scores(built):
+    """rerank.fuse: the search's fusion (DBSF here) over the first stage's scores and the reranker's, not the
+    reranker's order alone; every result keeps both scores."""
+    from genai_retrieval.fusion import dbsf
+    from genai_retrieval.types import RerankOptions
+
+    p, embeddings, *_ = built
+    await _seed(p)
+    opinion = {"rome": 1.0, "berlin": 0.95, "paris": 0.0}  # a reranker that disagrees with the retriever
+
+    async def rerank(model: str, query: str, passages: Sequence[str]) -> Reranked:
+        return Reranked([(i, next(v for k, v in opinion.items() if k in t.lower())) for i, t in enumerate(passages)], 1)
+
+    embeddings.rerank = rerank
+    query = "Paris France capital"
+    first = await p.searcher.search("acme", "docs", query, SearchOptions())
+    plain = await p.searcher.search("acme", "docs", query, SearchOptions(rerank=RerankOptions(enabled=True)))
+    fused = await p.searcher.search("acme", "docs", query, SearchOptions(rerank=RerankOptions(enabled=True, fuse=True)))
+    assert first.results[0].chunk.document_id == "paris"
+    assert [r.chunk.document_id for r in plain.results] == ["rome", "berlin", "paris"]
+    scores = {r.chunk.document_id: r.stage_scores for r in fused.results}
+    assert all(s.fused is not None and s.rerank is not None for s in scores.values())
+    ranked = sorted(scores.items(), key=lambda item: -item[1].fused)
+    expected = dbsf({"first": [(d, s.fused) for d, s in ranked], "rerank": [(d, s.rerank) for d, s in ranked]})
+    order = sorted(expected, key=lambda d: -expected[d])
+    assert [r.chunk.document_id for r in fused.results] == order and order != ["rome", "berlin", "paris"]
+    assert [r.score for r in fused.results] == pytest.approx([expected[d] for d in order])
+
+
 async def _docs_again(p: Pipelines) -> Ingested:
     docs = [DocumentInput(document_id=k, text=t, title=k.title()) for k, t in DOCS.items()]
     return [e async for e in p.ingestion.run("acme", "docs", docs, ChunkingOptions())][-1]

@@ -110,7 +110,8 @@ def _int64(value: int) -> bool:
 
 def _options(body: api.SearchParams) -> pb.SearchOptions:
     o = pb.SearchOptions(mode=MODES[body.mode], fusion=FUSIONS[body.fusion],
-                         rerank=pb.RerankOptions(enabled=body.rerank, model=body.rerank_model))
+                         rerank=pb.RerankOptions(enabled=body.rerank, model=body.rerank_model,
+                                                 fuse=body.rerank_fuse))
     if body.top_k is not None:
         o.top_k = body.top_k
     if body.score_threshold is not None:

@@ -60,6 +60,8 @@ class SearchParams(_Strict):
     candidate_count: int | None = Field(None, ge=1, le=RETRIEVAL.max_candidate_count)
     rerank: bool = False
     rerank_model: str = ""
+    rerank_fuse: bool = Field(False, description="fuse the reranker's scores with the first stage's (the search's "
+                                                 "fusion) instead of ordering by the reranker alone")
 
 
 class SearchIn(SearchParams):

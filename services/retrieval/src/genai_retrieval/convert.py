@@ -201,7 +201,7 @@ def search_options(msg: pb.SearchOptions, path: str) -> SearchOptions:
         fusion=_enum(FUSIONS, msg.fusion, f"{path}.fusion", "fusion"),
         filter=optional_filter(msg, f"{path}.filter"), score_threshold=_optional(msg, "score_threshold"),
         candidate_count=_optional(msg, "candidate_count"),
-        rerank=RerankOptions(msg.rerank.enabled, msg.rerank.model),
+        rerank=RerankOptions(msg.rerank.enabled, msg.rerank.model, msg.rerank.fuse),
     )
 
 

@@ -2,8 +2,9 @@
 
 Stages are the dense and the sparse vector search. Hybrid mode fuses their ranked lists with the request's
 fusion (see ``fusion.FUSIONS``); dense or sparse mode orders by that stage's own score. A rerank, when asked
-for, scores the candidates with the embedding service's cross-encoder and orders by that. Every result keeps
-the scores of the stages it went through.
+for, scores the candidates with the embedding service's cross-encoder and orders by that, or (``rerank.fuse``)
+by the request's fusion over the first-stage and reranker scores. Every result keeps the scores of the stages
+it went through.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class _Row:
     fused: float | None = None
     rerank: float | None = None
     final: float = 0.0
+    first: float = 0.0  # the final score before a rerank (the fused score in hybrid mode, else the stage's)
 
 
 def _plan(c: Collection, query: str, options: SearchOptions, path: str, max_top_k: int) -> _Plan:
@@ -101,6 +103,17 @@ def _order(stages: dict[str, list[Hit]], plan: _Plan) -> list[_Row]:
     return sorted(rows.values(), key=lambda row: -row.final)
 
 
+def _fuse_rerank(rows: list[_Row], plan: _Plan) -> list[_Row]:
+    """``rows`` (reranked) ordered by the plan's fusion over the first stage's scores and the reranker's; a row the
+    reranker did not score keeps its first-stage place in that list only."""
+    first = sorted(rows, key=lambda row: -row.first)
+    fused = plan.fuse({"first": [(row.hit.id, row.first) for row in first],
+                       "rerank": [(row.hit.id, row.rerank) for row in rows if row.rerank is not None]})
+    for row in rows:
+        row.final = fused[row.hit.id]
+    return sorted(rows, key=lambda row: -row.final)
+
+
 def _result(row: _Row) -> SearchResult:
     scores = StageScores(dense=row.scores.get(DENSE), sparse=row.scores.get(SPARSE), fused=row.fused,
                          rerank=row.rerank)
@@ -128,6 +141,8 @@ class Searcher:
             rows = await self._fill_payloads(c, rows)  # the reranker reads every candidate's text
             with spans.stage(traces.PIPELINE, "rerank"):
                 rows, used = await self._rerank(query, options.rerank.model, rows)
+            if options.rerank.fuse:
+                rows = _fuse_rerank(rows, plan)
             tokens += used
         if options.score_threshold is not None:
             rows = [row for row in rows if row.final >= options.score_threshold]
@@ -176,6 +191,8 @@ class Searcher:
         """Rows ordered by the cross-encoder's score (rows it did not score keep theirs, last); rerank tokens."""
         passages = [row.hit.payload.get(payloads.TEXT, "") for row in rows]
         reranked = await self._embeddings.rerank(model or self._settings.reranker_model, query, passages)
+        for row in rows:
+            row.first = row.final
         for index, score in reranked.scores:
             rows[index].rerank = rows[index].final = score
         ordered = sorted(rows, key=lambda row: -row.rerank if row.rerank is not None else float("inf"))

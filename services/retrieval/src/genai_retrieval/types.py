@@ -306,6 +306,7 @@ class Fusion(enum.Enum):
 class RerankOptions:
     enabled: bool = False
     model: str = ""  # empty: the service's reranker
+    fuse: bool = False  # fuse the reranker's scores with the first stage's instead of replacing them
 
 
 @dataclass(frozen=True)
