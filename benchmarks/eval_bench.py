@@ -44,11 +44,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402
+from genai_inference.settings import InferenceSettings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 # The inference engine the suite runs (the service's default unless the environment picks one).
-ENGINE = os.environ.get("GENAI_INFERENCE_ENGINE") or "onnxruntime-gguf"
+ENGINE = os.environ.get("GENAI_INFERENCE_ENGINE") or InferenceSettings.engine.value
 SERVICES = ("tokenizer", "inference", "embedding", "retrieval", "evaluation")
 
 

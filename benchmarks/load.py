@@ -29,6 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_services import REPO, Service, free_port, serving  # noqa: E402
 from genai_core.services import SERVICES  # noqa: E402
+from genai_inference.settings import InferenceSettings  # noqa: E402
 
 PROMPTS = [
     "Write a short poem about the sea.",
@@ -164,7 +165,7 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--engine", default=os.environ.get("GENAI_INFERENCE_ENGINE", "onnxruntime-gguf"))  # the default
+    parser.add_argument("--engine", default=os.environ.get("GENAI_INFERENCE_ENGINE", InferenceSettings.engine.value))
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "load.md")
     args = parser.parse_args()
     async with _suite(args.engine) as (url, inference, gateway):

@@ -66,8 +66,6 @@ _CHAT_RENAMES = {
 }
 
 
-
-
 async def model_name(request: Request, requested: str) -> str:
     """The model a stream's chunks name: the request's, or (empty) the inference service's default, looked up
     once per gateway; a stream cannot wait for its final message to say which model ran."""

@@ -62,8 +62,8 @@ class LoadedModel:
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
         # The tokenizer's model_max_length is the length the model was trained on (a reranker trained on 128 tokens
         # saves 128): longer inputs are cut there, as in training. Tokenizers without one say ~1e30.
-        limit = min(max_input_tokens, int(getattr(self.model.config, "max_position_embeddings", max_input_tokens)),
-                    int(min(self.tokenizer.model_max_length, max_input_tokens)))
+        limit = int(min(max_input_tokens, getattr(self.model.config, "max_position_embeddings", max_input_tokens),
+                        self.tokenizer.model_max_length))
         weights = directory / "model.safetensors"
         self.info = LoadedInfo(model_id, self.kind, str(directory),
                                0 if self.kind is LoadedKind.CROSS_ENCODER else int(self.model.config.hidden_size),

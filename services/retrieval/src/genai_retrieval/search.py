@@ -58,7 +58,6 @@ class _Row:
     fused: float | None = None
     rerank: float | None = None
     final: float = 0.0
-    first: float = 0.0  # the final score before a rerank (the fused score in hybrid mode, else the stage's)
 
 
 def _plan(c: Collection, query: str, options: SearchOptions, path: str, max_top_k: int) -> _Plan:
@@ -95,19 +94,25 @@ def _order(stages: dict[str, list[Hit]], plan: _Plan) -> list[_Row]:
     if plan.mode is SearchMode.HYBRID:
         fused = plan.fuse({stage: [(h.id, h.score) for h in hits] for stage, hits in stages.items()})
         for row in rows.values():
-            row.fused = row.final = fused[row.hit.id]
-    else:
-        stage = DENSE if plan.dense else SPARSE
-        for row in rows.values():
-            row.final = row.scores[stage]
+            row.fused = fused[row.hit.id]
+    for row in rows.values():
+        row.final = _first_stage(row, plan)
     return sorted(rows.values(), key=lambda row: -row.final)
+
+
+def _first_stage(row: _Row, plan: _Plan) -> float:
+    """The score ``_order`` ranked the row by: the fused one in hybrid mode, else its one stage's."""
+    if plan.mode is SearchMode.HYBRID:
+        assert row.fused is not None
+        return row.fused
+    return row.scores[DENSE if plan.dense else SPARSE]
 
 
 def _fuse_rerank(rows: list[_Row], plan: _Plan) -> list[_Row]:
     """``rows`` (reranked) ordered by the plan's fusion over the first stage's scores and the reranker's; a row the
     reranker did not score keeps its first-stage place in that list only."""
-    first = sorted(rows, key=lambda row: -row.first)
-    fused = plan.fuse({"first": [(row.hit.id, row.first) for row in first],
+    first = sorted(((row.hit.id, _first_stage(row, plan)) for row in rows), key=lambda item: -item[1])
+    fused = plan.fuse({"first": first,
                        "rerank": [(row.hit.id, row.rerank) for row in rows if row.rerank is not None]})
     for row in rows:
         row.final = fused[row.hit.id]
@@ -191,8 +196,6 @@ class Searcher:
         """Rows ordered by the cross-encoder's score (rows it did not score keep theirs, last); rerank tokens."""
         passages = [row.hit.payload.get(payloads.TEXT, "") for row in rows]
         reranked = await self._embeddings.rerank(model or self._settings.reranker_model, query, passages)
-        for row in rows:
-            row.first = row.final
         for index, score in reranked.scores:
             rows[index].rerank = rows[index].final = score
         ordered = sorted(rows, key=lambda row: -row.rerank if row.rerank is not None else float("inf"))

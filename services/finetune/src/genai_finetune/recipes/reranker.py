@@ -117,6 +117,8 @@ def ranked_tuples(positives: list[dict], bi_encoder, corpus: list[str], config: 
 class Loss:
     rows: Callable[[list[dict], object, list[str], RerankerConfig], Dataset]
     build: Callable[[object, RerankerConfig], object]
+    labelled: Callable[[int], int]  # labelled pairs per training row, for n negatives per query
+    scored: Callable[[int], int]  # pairs the model scores per training row and step (in-batch negatives too)
 
 
 def _ranking_loss(model, config: RerankerConfig):  # noqa: ANN202 - a sentence-transformers loss
@@ -132,7 +134,10 @@ def _binary_loss(model, config: RerankerConfig):  # noqa: ANN202
     return BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(float(config.negatives_per_query)))
 
 
-LOSSES = {"ranking": Loss(ranked_tuples, _ranking_loss), "binary": Loss(labeled_pairs, _binary_loss)}
+LOSSES = {
+    "ranking": Loss(ranked_tuples, _ranking_loss, labelled=lambda n: 1 + n, scored=lambda n: 1 + 2 * n),
+    "binary": Loss(labeled_pairs, _binary_loss, labelled=lambda n: 1, scored=lambda n: 1),
+}
 assert tuple(LOSSES) == RERANKER_LOSSES
 
 
@@ -155,13 +160,13 @@ def train(context: RecipeContext) -> Outcome | None:
     loss = LOSSES[config.loss]
     training = set(train_queries)
     rows = loss.rows([r for r in records if r["query"] in training], bi_encoder, corpus, config).shuffle(seed=spec.seed)
-    pairs = len(rows) * (1 + config.negatives_per_query) if config.loss == "ranking" else len(rows)
+    pairs = len(rows) * loss.labelled(config.negatives_per_query)
     reporter.message(Level.INFO, f"{pairs} labelled pairs (a relevant document and {config.negatives_per_query} mined "
                                  f"or given negatives per relevant pair, {config.loss} loss) from {len(train_queries)} "
                                  f"queries; {len(held_queries)} held out")
     model = CrossEncoder(spec.base_model_dir, num_labels=1, max_length=config.max_length, device="cpu")
     h = context.hyperparameters
-    pairs_per_step = (h.batch_size or 1) * ((1 + 2 * config.negatives_per_query) if config.loss == "ranking" else 1)
+    pairs_per_step = (h.batch_size or 1) * loss.scored(config.negatives_per_query)
     callback = JobCallback(reporter, tokens_per_step=pairs_per_step * config.max_length / 2)
     trainer = quiet(CrossEncoderTrainer(
         model=model, args=training_arguments(context, evaluate=False, config_class=CrossEncoderTrainingArguments),
