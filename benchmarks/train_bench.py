@@ -9,7 +9,7 @@
   trained alone (alpha 0) on the same blocks;
 - quantization: SmolLM2 as GGUF Q8_0/Q4_1 and ONNX int8/int4, perplexity and tokens/s against fp32;
 - reranker: SciFact train split (read in place from ../shared/data/scifact, never copied), a fifth of the queries
-  held out; the trained cross-encoder loaded into the embedding service and used by the retrieval service's hybrid
+  held out, the whole corpus given as corpus lines (negatives are mined among it); the trained cross-encoder loaded into the embedding service and used by the retrieval service's hybrid
   search to rerank its top 20, against hybrid alone and the bi-encoder rerank;
 - diffusion: scikit-learn's digits, quality as the accuracy of a pixel classifier on the samples, samples/s.
 
@@ -283,7 +283,8 @@ async def reranker(args, root: Path) -> dict:
     random.Random(7).shuffle(ids)
     held, train_ids = ids[: len(ids) // 5], ids[len(ids) // 5:]
     pairs = [{"query": queries[q]["text"], "document": texts[d]} for q in train_ids for d in sorted(qrels[q])]
-    data = write(root / "scifact-pairs.jsonl", pairs)
+    # the whole collection as corpus lines: negatives are mined among what a search of it returns
+    data = write(root / "scifact-pairs.jsonl", pairs + [{"document": texts[c["_id"]]} for c in corpus])
     started = time.perf_counter()
     config = {"negatives_per_query": 3, "max_length": RERANKER_MAX_LENGTH, "eval_fraction": 0.0, "loss": "ranking"}
     metrics, _ = await asyncio.to_thread(run, "reranker", config, data, root / "reranker", base="all-minilm-l6-v2",
@@ -328,6 +329,7 @@ async def reranker(args, root: Path) -> dict:
                 mode=pb.SEARCH_MODE_HYBRID, top_k=20, candidate_count=20,
                 rerank=pb.RerankOptions(enabled=True, model="ft:all-minilm-l6-v2:scifact:bench", fuse=True)),
         }
+        per_query: dict[str, list[float]] = {}
         for name, options in modes.items():
             scores, latency = [], []
             for q in held:
@@ -338,8 +340,23 @@ async def reranker(args, root: Path) -> dict:
                 ranked = list(dict.fromkeys(x.chunk.document_id for x in reply.results))
                 scores.append(ndcg10(ranked, qrels[q]))
             out[name] = (sum(scores) / len(scores), sorted(latency)[len(latency) // 2] * 1000)
+            per_query[name] = scores
             print(name, out[name], file=sys.stderr)
+    trained = "hybrid + trained cross-encoder rerank of the top 20, fused with hybrid"
+    out["paired"] = {base: paired(per_query[trained], per_query[base]) for base in (
+        "hybrid (DBSF), no rerank", "hybrid + bi-encoder rerank of the top 20, fused with hybrid")}
     return out
+
+
+def paired(a: list[float], b: list[float], resamples: int = 2000) -> dict:
+    """Per-query comparison of a against b: mean difference with a 95 % percentile-bootstrap CI over the queries,
+    and how many queries each side wins."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    rng = random.Random(11)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    return {"mean": sum(diffs) / len(diffs), "low": means[int(0.025 * resamples)],
+            "high": means[int(0.975 * resamples) - 1], "wins": sum(d > 0 for d in diffs),
+            "losses": sum(d < 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
 
 
 RERANKER_EPOCHS = 2
@@ -417,7 +434,8 @@ def report(args, results: dict, total_s: float) -> str:
         r = results["reranker"]
         lines += ["## Cross-encoder reranker on SciFact (train split)", "",
                   f"Trained from MiniLM on {r['train_pairs']} (query, relevant abstract) pairs of {r['train_queries']} "
-                  f"queries, 3 mined negatives each ({r['training_pairs_with_negatives']} pairs, ranking loss, "
+                  f"queries, 3 negatives each mined among the whole corpus (given as corpus lines; "
+                  f"{r['training_pairs_with_negatives']} pairs, ranking loss, "
                   f"{RERANKER_EPOCHS} epochs, {RERANKER_MAX_LENGTH} tokens, {r['train_s'] / 60:.1f} min); "
                   f"{r['held_out_queries']} queries held out. Through the services: "
                   "the retrieval service's hybrid search over the whole corpus (5,183 abstracts), top 20, reranked by "
@@ -425,6 +443,11 @@ def report(args, results: dict, total_s: float) -> str:
         for name, value in r.items():
             if isinstance(value, tuple):
                 lines.append(f"| {name} | {value[0]:.3f} | {value[1]:.0f} |")
+        lines += ["", "The trained cross-encoder fused with hybrid, query by query (95 % bootstrap CI of the mean "
+                  "nDCG@10 difference over the held-out queries):", ""]
+        for base, c in r.get("paired", {}).items():
+            lines.append(f"- against {base}: {c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]; better on "
+                         f"{c['wins']} queries, worse on {c['losses']}, tied on {c['ties']}")
         lines.append("")
     if "diffusion" in results:
         m = results["diffusion"]

@@ -134,7 +134,12 @@ def _pairs(line: dict[str, Any]) -> Record:
     negatives = line.get("negatives", [])
     if not isinstance(negatives, list):
         raise _Bad("negatives", "must be a list of documents that do not answer the query")
-    return {"query": _text(line.get("query"), "query"), "document": _text(line.get("document"), "document"),
+    document = _text(line.get("document"), "document")
+    if "query" not in line:  # a corpus line: one of the collection's documents, a candidate negative for every query
+        if negatives:
+            raise _Bad("negatives", "belong to a query; a line without 'query' is a corpus document alone")
+        return {"query": "", "document": document, "negatives": []}
+    return {"query": _text(line.get("query"), "query"), "document": document,
             "negatives": [_text(n, f"negatives[{i}]") for i, n in enumerate(negatives)]}
 
 
@@ -167,7 +172,7 @@ PARSERS: dict[DatasetFormat, Callable[[dict[str, Any]], Record]] = {
 # The key that tells a format apart, in detection order.
 _MARKERS = (("messages", DatasetFormat.CHAT), ("preferred_output", DatasetFormat.PREFERENCE),
             ("completion", DatasetFormat.COMPLETION), ("text", DatasetFormat.TEXT), ("query", DatasetFormat.PAIRS),
-            ("image", DatasetFormat.IMAGE))
+            ("image", DatasetFormat.IMAGE), ("document", DatasetFormat.PAIRS))
 
 
 def detect(first: dict[str, Any]) -> DatasetFormat | None:

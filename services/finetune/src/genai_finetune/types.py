@@ -17,7 +17,7 @@ class DatasetFormat(enum.Enum):
     COMPLETION = "completion"  # {"prompt", "completion"}
     PREFERENCE = "preference"  # {"input": {"messages"}, "preferred_output", "non_preferred_output"}
     TEXT = "text"  # {"text"} lines or a .txt file
-    PAIRS = "pairs"  # {"query", "document", "negatives"?}: reranker training
+    PAIRS = "pairs"  # {"query", "document", "negatives"?} or a corpus line {"document"}: reranker training
     IMAGE = "image"  # {"image": base64 PNG, "label"?}: image generator training
 
 

@@ -76,6 +76,24 @@ def test_pairs_lines_are_validated(datasets):
     assert fields == ["line[1].document", "line[2].negatives"]
 
 
+def test_corpus_lines_add_documents_to_mine_negatives_among(datasets):
+    from genai_finetune.recipes.reranker import collection, split_queries
+
+    content = b'{"document": "Aisle 9 holds the glue."}\n{"query": "q1", "document": "d1"}\n' \
+              b'{"query": "q2", "document": "d2", "negatives": ["n2"]}\n{"query": "q3", "document": "d3"}'
+    pairs = datasets.create(filename="pairs.jsonl", purpose="fine-tune", content=content)
+    assert pairs.format.value == "pairs"  # told apart by its first line, a corpus line
+    records = datasets.records(pairs)
+    assert records[0] == {"query": "", "document": "Aisle 9 holds the glue.", "negatives": [], "_line": 1}
+    assert collection(records) == ["Aisle 9 holds the glue.", "d1", "d2", "d3", "n2"]
+    train, held = split_queries(records, 0.0, 0)
+    assert sorted(train) == ["q1", "q2", "q3"] and held == []  # a corpus line is no query
+    with pytest.raises(InvalidArgument) as info:
+        datasets.create(filename="bad.jsonl", purpose="fine-tune",
+                        content=b'{"query": "q", "document": "d"}\n{"document": "e", "negatives": ["f"]}')
+    assert [v.field for v in info.value.field_violations] == ["line[2].negatives"]
+
+
 def test_ranking_rows_hold_the_given_negatives_first_then_mined_ones():
     from genai_core import weights
     from genai_finetune.labconfigs import RerankerConfig

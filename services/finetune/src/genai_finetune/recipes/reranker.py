@@ -1,7 +1,10 @@
 """A cross-encoder reranker with sentence-transformers: ``CrossEncoder`` from the MiniLM encoder (a one-label
 head on top), trained by ``CrossEncoderTrainer`` on the user's (query, relevant document) pairs and negatives
 mined by the MiniLM bi-encoder among the dataset's documents (``mine_hard_negatives``), plus any negatives the
-records bring.
+records bring. A line without a query (``{"document": ...}``) adds one of the user's collection to the documents
+negatives are mined from: the candidates a search of that collection will hand the reranker. On SciFact (the
+bench's split) mining among the whole corpus instead of the relevant documents alone took the trained reranker,
+fused with hybrid search, from nDCG@10 0.762 to 0.775 (hybrid alone 0.754).
 
 Two losses (``RerankerConfig.loss``, the registry ``LOSSES``):
 
@@ -40,11 +43,16 @@ CANDIDATES = 20  # documents of the bi-encoder's ranking the reranker reorders, 
 
 
 def split_queries(records: list[dict], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(training queries, held-out queries), each query once, in a seeded order."""
-    queries = sorted({r["query"] for r in records})
+    """(training queries, held-out queries), each query once, in a seeded order (corpus lines have none)."""
+    queries = sorted({r["query"] for r in records if r["query"]})
     random.Random(seed).shuffle(queries)
     held = max(1, round(len(queries) * fraction)) if fraction > 0 and len(queries) > 2 else 0
     return queries[held:], queries[:held]
+
+
+def collection(records: list[dict]) -> list[str]:
+    """The documents negatives are mined among: relevant ones, given negatives and corpus lines, each once."""
+    return sorted({r["document"] for r in records} | {n for r in records for n in r["negatives"]})
 
 
 def ndcg_at_10(ranked: list[str], relevant: set[str]) -> float:
@@ -150,10 +158,11 @@ def train(context: RecipeContext) -> Outcome | None:
     assert isinstance(config, RerankerConfig)
     chosen = method(spec.method)
     records = context.train_records
-    corpus = sorted({r["document"] for r in records} | {n for r in records for n in r["negatives"]})
+    corpus = collection(records)
     relevant: dict[str, set[str]] = defaultdict(set)
     for r in records:
-        relevant[r["query"]].add(r["document"])
+        if r["query"]:
+            relevant[r["query"]].add(r["document"])
     train_queries, held_queries = split_queries(records, config.eval_fraction, spec.seed)
     reporter = report_on_main(context.reporter)
     bi_encoder = SentenceTransformer(spec.base_model_dir, device="cpu")
