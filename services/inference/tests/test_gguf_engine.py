@@ -145,6 +145,15 @@ def test_chunked_prefill_equals_whole(exact, prompts, monkeypatch):
     np.testing.assert_allclose(chunked, whole, atol=1e-3, rtol=0)
 
 
+def test_prefill_chunks_leave_no_lone_last_token(monkeypatch):
+    monkeypatch.setattr(gguf_engine, "PREFILL_CHUNK", 64)
+    assert gguf_engine.chunks(1) == [(0, 1)]
+    assert gguf_engine.chunks(64) == [(0, 64)]
+    assert gguf_engine.chunks(65) == [(0, 63), (63, 65)]  # not 64 + a one-token forward (MatMulNBits' M=1 path)
+    assert gguf_engine.chunks(130) == [(0, 64), (64, 128), (128, 130)]
+    assert gguf_engine.chunks(129) == [(0, 64), (64, 127), (127, 129)]
+
+
 def test_batched_decode_matches_single(exact, prompts, singles):
     batch = exact.new_batch()
     tokens = []
