@@ -52,8 +52,11 @@ logger = logging.getLogger(__name__)
 # Prompt tokens per forward. GroupQueryAttention's scratch is [heads, chunk, context] float32, sized by the KV
 # buffer's context (8,192), not the prompt: at 128 that is 36 MiB a layer, above glibc's largest mmap threshold
 # (32 MiB), so every layer of every chunk mapped fresh pages and faulted them in, one per head and position
-# (35,000 page faults per 128 tokens). At 64 (18 MiB) the heap reuses it: 1,000-token prefill ~1,000 -> ~1,200
-# tokens/s, 128 tokens ~1,000 -> ~1,450 (the engine alone, interleaved runs); 32 is slower again (smaller matmuls).
+# (35,000 page faults per 128 tokens). At 64 (18 MiB) the heap reuses it when the engine runs on the main
+# thread: 1,000-token prefill ~1,000 -> ~1,200 tokens/s, 128 tokens ~1,000 -> ~1,450 (interleaved runs); 32 is
+# slower again (smaller matmuls). On the scheduler's thread the scratch is still mapped afresh each time (about
+# 300,000 page faults for a cold 1,000-token prompt, whatever mallopt says), so the service's cold TTFT did not
+# move (~1.2 s): a scratch sized by the prompt, not the buffer, is the open lead.
 PREFILL_CHUNK = 64
 GRAPH_FORMAT = 4  # bump when quantized_graph's inputs, outputs or semantics change: cached graphs are rebuilt
 MODEL_FILE = "model.onnx"
