@@ -54,9 +54,10 @@ logger = logging.getLogger(__name__)
 # (32 MiB), so every layer of every chunk mapped fresh pages and faulted them in, one per head and position
 # (35,000 page faults per 128 tokens). At 64 (18 MiB) the heap reuses it when the engine runs on the main
 # thread: 1,000-token prefill ~1,000 -> ~1,200 tokens/s, 128 tokens ~1,000 -> ~1,450 (interleaved runs); 32 is
-# slower again (smaller matmuls). On the scheduler's thread the scratch is still mapped afresh each time (about
-# 300,000 page faults for a cold 1,000-token prompt, whatever mallopt says), so the service's cold TTFT did not
-# move (~1.2 s): a scratch sized by the prompt, not the buffer, is the open lead.
+# slower again (smaller matmuls). The service keeps allocations above 6 MiB mapped (its __main__, for peak RSS),
+# so there the scratch is still faulted in afresh (about 300,000 page faults for a cold 1,000-token prompt; ~1.2 s
+# TTFT, ~0.8 s with a 32 MiB threshold but 10 MiB more peak RSS): a scratch sized by the prompt, not the buffer,
+# is the open lead.
 PREFILL_CHUNK = 64
 GRAPH_FORMAT = 4  # bump when quantized_graph's inputs, outputs or semantics change: cached graphs are rebuilt
 MODEL_FILE = "model.onnx"
