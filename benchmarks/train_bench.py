@@ -9,8 +9,9 @@
   trained alone (alpha 0) on the same blocks;
 - quantization: SmolLM2 as GGUF Q8_0/Q4_1 and ONNX int8/int4, perplexity and tokens/s against fp32;
 - reranker: SciFact train split (read in place from ../shared/data/scifact, never copied), a fifth of the queries
-  held out, the whole corpus given as corpus lines (negatives are mined among it); the trained cross-encoder loaded into the embedding service and used by the retrieval service's hybrid
-  search to rerank its top 20, against hybrid alone and the bi-encoder rerank;
+  held out, the whole corpus given as corpus lines (negatives are mined among it); the trained cross-encoder
+  loaded into the embedding service and used by the retrieval service's hybrid search to rerank its top 20,
+  against hybrid alone and the bi-encoder rerank, with a paired bootstrap CI over the held-out queries;
 - diffusion: scikit-learn's digits, quality as the accuracy of a pixel classifier on the samples, samples/s.
 
 Writes benchmarks/results/train.md.

@@ -225,7 +225,7 @@ def _distill(planner: Planner, inputs: Inputs) -> Planned:
 
 
 def _reranker(planner: Planner, inputs: Inputs) -> Planned:
-    from genai_finetune.recipes.reranker import split_queries
+    from genai_finetune.recipes.reranker import collection, split_queries
 
     config = inputs.config
     records = planner.records(inputs.training)
@@ -233,10 +233,12 @@ def _reranker(planner: Planner, inputs: Inputs) -> Planned:
     if len(train) < 2:
         raise InvalidArgument.for_field("training_file", f"the pairs hold {len(train) + len(held)} distinct queries; "
                                         "a reranker needs several (some are held out to measure nDCG@10)")
-    pairs = sum(1 + config.negatives_per_query + len(r["negatives"]) for r in records if r["query"] in set(train))
+    training = set(train)
+    pairs = sum(1 + config.negatives_per_query + len(r["negatives"]) for r in records if r["query"] in training)
     return Planned(config, inputs.resolve(pairs), pairs, [
         f"Cross-encoder from {inputs.base.id}: about {pairs} labelled pairs from {len(train)} queries, "
-        f"{config.negatives_per_query} mined negatives each; {len(held)} queries held out for nDCG@10"])
+        f"{config.negatives_per_query} negatives each mined among {len(collection(records))} documents; "
+        f"{len(held)} queries held out for nDCG@10"])
 
 
 def _diffusion(planner: Planner, inputs: Inputs) -> Planned:

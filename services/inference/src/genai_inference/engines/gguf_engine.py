@@ -71,7 +71,7 @@ def chunks(count: int) -> list[tuple[int, int]]:
     token after a chunk. A one-token forward takes MatMulNBits' M=1 path, which rounds int8 activations differently,
     so a prompt's KV (and the logprobs scored after it) would depend on where the chunks happened to end."""
     bounds = list(range(0, count, PREFILL_CHUNK)) + [count]
-    if count > 1 and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
         bounds[-2] -= 1
     return list(zip(bounds, bounds[1:], strict=False))
 
