@@ -195,6 +195,34 @@ def test_rows_leave_and_join(exact, prompts, singles):
     assert rows[2] == expected[2][: len(rows[2])]
 
 
+def test_rows_keep_their_keys_and_values_when_the_buffers_grow(exact, prompts, singles, monkeypatch):
+    """KV slots hold the longest row rounded up to a power of two: a long prompt joining mid-decode grows every
+    slot (the held rows copied over), and an empty batch goes back to the smallest buffers."""
+    long_ids = prompts[2] * 4
+    expected_long, _ = greedy(exact, long_ids, 4)
+    monkeypatch.setattr(gguf_engine, "MIN_CAPACITY", 8)
+    batch = exact.new_batch()
+    assert batch.capacity == 8
+    logits, row = exact.prefill(prompts[0])
+    batch.extend(row)
+    rows, order = {0: [int(logits[0].argmax())]}, [0]
+    held_capacity = batch.capacity
+    assert len(prompts[0]) <= held_capacity < 2 * len(prompts[0])
+    for step in range(1, 8):
+        if step == 2:
+            logits, row = exact.prefill(long_ids)
+            batch.extend(row)
+            rows[1], order = [int(logits[0].argmax())], [0, 1]
+            assert batch.capacity >= len(long_ids) > held_capacity
+        logits = exact.decode(batch, np.array([rows[r][-1] for r in order]), [None] * len(order))
+        for i, r in enumerate(order):
+            rows[r].append(int(logits[i].argmax()))
+    assert rows[0] == singles[0][0]
+    assert rows[1][:4] == expected_long
+    batch.select([])
+    assert batch.capacity == 8
+
+
 def test_repeated_row_is_identical(exact, prompts, singles):
     batch = exact.new_batch()
     logits, row = exact.prefill(prompts[0])

@@ -4,9 +4,11 @@ The graph (:mod:`genai_inference.quantized_graph`) is built from the GGUF's bloc
 kept in the cache (``var/cache/onnx/<id>-<rev12>-gguf-a<level>/``); no torch, no fp32 copy. Token
 embeddings are gathered from the memory-mapped GGUF (its Q8_0 rows, exactly) and fed to the graph.
 
-KV cache: one buffer per layer for keys and one for values, [rows, kv_heads, context, head_dim] float16,
-allocated zeroed (the kernel maps pages on first touch, so memory grows with the tokens actually held,
-not with the context). Row i of the batch lives in slot i with its own length; GroupQueryAttention
+KV cache: one buffer per layer for keys and one for values, [rows, kv_heads, capacity, head_dim] float16,
+allocated zeroed (the kernel maps pages on first touch, so memory grows with the tokens actually held).
+``capacity`` follows the longest row (a power of two from 256 up to the context; the buffers are reallocated
+when a row outgrows it and when the batch empties), because onnxruntime's attention scratch is sized by it.
+Row i of the batch lives in slot i with its own length; GroupQueryAttention
 reads and writes the buffers in place (bound as both past and present), so a decode step copies
 nothing, rows of different lengths need no padding, a prefill writes straight into the next free slot,
 and a row that leaves is replaced by the last one (one row copied).
@@ -49,16 +51,13 @@ from genai_inference.settings import SPIN_MODES
 
 logger = logging.getLogger(__name__)
 
-# Prompt tokens per forward. GroupQueryAttention's scratch is [heads, chunk, context] float32, sized by the KV
-# buffer's context (8,192), not the prompt: at 128 that is 36 MiB a layer, above glibc's largest mmap threshold
-# (32 MiB), so every layer of every chunk mapped fresh pages and faulted them in, one per head and position
-# (35,000 page faults per 128 tokens). At 64 (18 MiB) the heap reuses it when the engine runs on the main
-# thread: 1,000-token prefill ~1,000 -> ~1,200 tokens/s, 128 tokens ~1,000 -> ~1,450 (interleaved runs); 32 is
-# slower again (smaller matmuls). The service keeps allocations above 6 MiB mapped (its __main__, for peak RSS),
-# so there the scratch is still faulted in afresh (about 300,000 page faults for a cold 1,000-token prompt; ~1.2 s
-# TTFT, ~0.8 s with a 32 MiB threshold but 10 MiB more peak RSS): a scratch sized by the prompt, not the buffer,
-# is the open lead.
+# Prompt tokens per forward. GroupQueryAttention's scratch is [heads, chunk, capacity] float32 a layer, where capacity
+# is the KV buffer's (SlotCache: the longest row rounded up to a power of two). When that was the model's whole
+# context (8,192), a 64-token chunk needed 18 MiB a layer, mapped afresh and faulted in (~280,000 page faults for a
+# cold 1,000-token prompt, ~1.25 s); sized by the rows it is ~2.4 MiB at 1,000 tokens and reused from the heap
+# (~15,000 faults, 0.8-0.9 s, the engine alone). 64 was faster than 128 and 32 then, and is no slower than 128 now.
 PREFILL_CHUNK = 64
+MIN_CAPACITY = 256  # positions per KV slot at the least (SlotCache grows it by doubling as rows get longer)
 GRAPH_FORMAT = 4  # bump when quantized_graph's inputs, outputs or semantics change: cached graphs are rebuilt
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
@@ -188,28 +187,74 @@ class Piece:
 
 
 class SlotCache:
-    """The batch: rows [0, size) are decoding; the slots after them are free (prefills write there)."""
+    """The batch: rows [0, size) are decoding; the slots after them are free (prefills write there).
+
+    Each slot holds ``capacity`` positions, the longest row rounded up to a power of two (at least
+    ``MIN_CAPACITY``, at most the model's context), not the context itself: GroupQueryAttention sizes its
+    scratch by the buffer it is bound to ([heads, tokens, capacity] float32 a layer), so an 8,192-position
+    buffer made every prompt chunk map and fault in 18 MiB a layer, and every decode step stride over it."""
 
     def __init__(self, shape: LlamaShape, rows: int, dtype: type = np.float32) -> None:
-        dims = (rows, shape.kv_heads, shape.context, shape.head_dim)
+        self.shape = shape
         self.dtype = np.dtype(dtype)
-        keys = [_kv_buffer(dims, dtype) for _ in range(shape.layers)]
-        values = [_kv_buffer(dims, dtype) for _ in range(shape.layers)]
-        self.keys = [array for array, _ in keys]
-        self.values = [array for array, _ in values]
-        self._regions = [region for _, region in keys + values]  # the mappings live as long as the cache
-        self._slot_bytes = shape.kv_heads * shape.context * shape.head_dim * self.dtype.itemsize
         self.lengths = np.zeros(rows, dtype=np.int64)
         self.rows = rows
         self.size = 0
-        self.changes = 0  # bumped whenever the decoding rows change (the engine rebinds then)
+        self.changes = 0  # bumped whenever the decoding rows or the buffers change (the engine rebinds then)
+        self.capacity = 0
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self._regions: list[mmap.mmap] = []  # the mappings live as long as their buffers
+        self._allocate(min(MIN_CAPACITY, shape.context))
+
+    @property
+    def dims(self) -> tuple[int, int, int, int]:
+        return (self.rows, self.shape.kv_heads, self.capacity, self.shape.head_dim)
+
+    @property
+    def slot_bytes(self) -> int:
+        return self.shape.kv_heads * self.capacity * self.shape.head_dim * self.dtype.itemsize
+
+    def _allocate(self, capacity: int) -> None:
+        """New buffers of ``capacity`` positions, the held positions of every slot copied over one buffer at a
+        time (each old buffer's pages go back before the next is copied: peak memory grows by one buffer)."""
+        old = list(zip(self.keys + self.values, self._regions, strict=True))
+        self.capacity = capacity
+        fresh = [_kv_buffer(self.dims, self.dtype) for _ in range(2 * self.shape.layers)]
+        held = [(int(slot), int(self.lengths[slot])) for slot in np.flatnonzero(self.lengths)]
+        for (array, _), (previous, region) in zip(fresh, old, strict=False):
+            for slot, length in held:
+                array[slot, :, :length] = previous[slot, :, :length]
+            region.madvise(mmap.MADV_DONTNEED)
+        layers = self.shape.layers
+        self.keys = [array for array, _ in fresh[:layers]]
+        self.values = [array for array, _ in fresh[layers:]]
+        self._regions = [region for _, region in fresh]
+        self.changes += 1
+
+    def ensure(self, length: int) -> None:
+        """Room for ``length`` positions in every slot (grows by doubling; a no-op when there is)."""
+        if length <= self.capacity:
+            return
+        if length > self.shape.context:
+            raise ValueError(f"{length} positions exceed the model's context of {self.shape.context}")
+        capacity = self.capacity
+        while capacity < length:
+            capacity *= 2
+        self._allocate(min(capacity, self.shape.context))
+
+    def shrink(self) -> None:
+        """Back to the smallest buffers once no slot holds anything (one long prompt does not keep its capacity)."""
+        smallest = min(MIN_CAPACITY, self.shape.context)
+        if self.capacity > smallest and not self.lengths.any():
+            self._allocate(smallest)
 
     def release(self, first: int, last: int) -> None:
         """Give the pages of slots [first, last) back to the system (rows that left: memory follows load)."""
         if last <= first:
             return
         for region in self._regions:
-            region.madvise(mmap.MADV_DONTNEED, first * self._slot_bytes, (last - first) * self._slot_bytes)
+            region.madvise(mmap.MADV_DONTNEED, first * self.slot_bytes, (last - first) * self.slot_bytes)
         self.lengths[first:last] = 0
 
     def free_slot(self, count: int = 1) -> int:
@@ -253,6 +298,7 @@ class SlotCache:
         self.release(len(keep), max(self.size, int(np.max(keep, initial=-1)) + 1))
         self.size = len(keep)
         self.changes += 1
+        self.shrink()
 
 
 class GgufEngine:
@@ -335,6 +381,7 @@ class GgufEngine:
         self._cache.release(0, self._cache.rows)
         self._cache.size = 0
         self._cache.changes += 1
+        self._cache.shrink()
         return self._cache
 
     def snapshot(self, row: Slots, start: int, end: int) -> Piece:
@@ -345,6 +392,7 @@ class GgufEngine:
     def restore(self, pieces: Sequence[Piece], length: int) -> Slots:
         cache = self._cache
         slot = cache.free_slot()
+        cache.ensure(length)
         at = 0
         for piece in pieces:
             take = min(piece.length, length - at)
@@ -368,6 +416,7 @@ class GgufEngine:
             cache.lengths[row.start] = 0
         kept = []
         with self._lock:
+            cache.ensure(int(cache.lengths[row.start]) + len(tokens))
             session, lora = self._session_for([adapter])
             for start, end in chunks(len(tokens)):
                 chunk = tokens[start:end]
@@ -383,6 +432,7 @@ class GgufEngine:
         size = batch.size
         with self._lock:
             session, lora = self._session_for(adapters)
+            batch.ensure(int(batch.lengths[:size].max()) + 1)
             bound = self._decode
             if bound is None or (bound.changes, bound.lora) != (batch.changes, lora):
                 bound = self._decode = self._bind_decode(session, batch, lora)
@@ -411,8 +461,8 @@ class GgufEngine:
 
     def _bind_kv(self, binding, rows: int, slot: int) -> None:  # noqa: ANN001
         shape, cache = self.shape, self._cache
-        dims = [rows, shape.kv_heads, shape.context, shape.head_dim]
-        step = shape.kv_heads * shape.context * shape.head_dim * cache.dtype.itemsize  # bytes per slot
+        dims = [rows, shape.kv_heads, cache.capacity, shape.head_dim]
+        step = cache.slot_bytes
         for i in range(shape.layers):
             for kind, buffers in (("key", cache.keys), ("value", cache.values)):
                 pointer = buffers[i].ctypes.data + slot * step
