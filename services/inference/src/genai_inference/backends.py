@@ -20,13 +20,13 @@ from genai_inference.models import ModelSource, gguf_source, load_tokenizer, res
 from genai_inference.settings import EngineName, InferenceSettings
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from genai_inference.tokenization import Tokenizer
 
 
 @dataclass(frozen=True)
 class Built:
     backend: Backend
-    tokenizer: PreTrainedTokenizerBase  # a fast tokenizer for prompts and chat templates
+    tokenizer: Tokenizer  # encodes prompts, decodes tokens, renders chat templates
 
 
 Source = Callable[[str, str, Path], ModelSource]  # (model id, model path, cache dir) -> the model's files

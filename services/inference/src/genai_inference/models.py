@@ -95,12 +95,13 @@ def gguf_source(model_id: str, path: str, cache_dir: Path) -> ModelSource:
 
 
 def load_tokenizer(directory: Path) -> Any:
-    """The fast tokenizer of a model directory. ``PreTrainedTokenizerFast`` reads tokenizer.json without
-    importing torch (``AutoTokenizer`` does import it); directories without one go through AutoTokenizer."""
+    """The tokenizer of a model directory: with a ``tokenizer.json``, the ``tokenizers`` library's and jinja2's
+    alone (:mod:`genai_inference.tokenization`; no transformers in the serving process); otherwise (a
+    sentencepiece-only directory) transformers' AutoTokenizer."""
     if (directory / "tokenizer.json").exists():
-        from transformers import PreTrainedTokenizerFast
+        from genai_inference.tokenization import Tokenizer
 
-        return PreTrainedTokenizerFast.from_pretrained(str(directory))
+        return Tokenizer(directory)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(directory))
