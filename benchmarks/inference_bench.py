@@ -76,6 +76,7 @@ ENGINES = {  # name -> environment of the inference service
 KV_BYTES_PER_TOKEN = 30 * 2 * 3 * 64 * 4  # SmolLM2-135M, float32 keys and values (llama.cpp: f16, half)
 RPC_TIMEOUT = 600.0
 cfg_prompt_tokens: list[int] = []  # the single-stream chat prompt's token ids (set in main)
+REFERENCE_GGUF: list[Path] = []  # the GGUF the in-process reference runs (set in main when llama-cpp-python is here)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Config:
     ppl_tokens: int = 1024
     long_prompt: int = 1000  # tokens of the TTFT-with-prefix-cache prompt
     start_timeout: float = 900.0  # the first onnxruntime start exports (and quantizes) the model
+    paired_rounds: int = 6  # single stream alternating with the reference (paired_single)
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Result:
     ttft_cached: float = math.nan
     cached_tokens: int = 0
     rss: dict[str, float] = field(default_factory=dict)  # phase -> VmHWM MiB
+    paired: list[tuple[float, float]] = field(default_factory=list)  # (reference, this engine) decode tok/s per round
     start_s: float = math.nan
     error: str = ""
 
@@ -389,25 +392,47 @@ def weight_bytes(engine: str, source) -> float:  # noqa: ANN001
     return float(sum(f.stat().st_size for f in files)) if files else math.nan
 
 
-def reference_llamacpp(gguf: Path, prompt_ids: list[int], cfg: Config, threads: int) -> float:
-    """llama-cpp-python in this process: greedy decode tokens/s (best of N) with the library's own loop."""
+def reference_model(gguf: Path, threads: int):  # noqa: ANN201 - llama_cpp.Llama
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads, logits_all=False,
-                verbose=False)
+    return Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_threads_batch=threads, logits_all=False,
+                 verbose=False)
+
+
+def reference_once(llm, prompt_ids: list[int], new_tokens: int) -> float:  # noqa: ANN001
+    """One greedy generation with the library's own loop: its decode tokens/s."""
+    times = []
+    for _token in llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
+        times.append(time.perf_counter())
+        if len(times) >= new_tokens:
+            break
+    llm.reset()
+    return decode_rate(times)
+
+
+def reference_llamacpp(gguf: Path, prompt_ids: list[int], cfg: Config, threads: int) -> float:
+    """llama-cpp-python in this process: greedy decode tokens/s (best of N) with the library's own loop."""
+    llm = reference_model(gguf, threads)
     try:
-        best = 0.0
-        for _ in range(cfg.repeats):
-            times = []
-            for _token in llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
-                times.append(time.perf_counter())
-                if len(times) >= cfg.new_tokens:
-                    break
-            llm.reset()
-            best = max(best, decode_rate(times))
-        return best
+        return max(reference_once(llm, prompt_ids, cfg.new_tokens) for _ in range(cfg.repeats))
     finally:
         llm.close()
+
+
+async def paired_single(stub, text: str, gguf: Path, cfg: Config) -> list[tuple[float, float]]:
+    """The single stream and the reference (2 threads) in alternating rounds, the same prompt and length. This
+    shared machine's speed drifts by ±20 % over minutes, so a ratio of neighbours is steadier than one of two
+    bests measured minutes apart."""
+    llm = reference_model(gguf, 2)
+    pairs = []
+    try:
+        for _ in range(cfg.paired_rounds):
+            reference = reference_once(llm, cfg_prompt_tokens, cfg.new_tokens)
+            _, times = await grpc_stream(stub, text, cfg.new_tokens)
+            pairs.append((reference, decode_rate(times)))
+    finally:
+        llm.close()
+    return pairs
 
 
 # -- one engine --------------------------------------------------------------------------------------------
@@ -424,6 +449,10 @@ async def measure(result: Result, target: str, gateway: str | None, pid: int, to
         result.grpc_tps, result.grpc_ttft, result.grpc_e2e = await single_grpc(stub, text, cfg)
         log(f"  gRPC single stream: {result.grpc_tps:.1f} tok/s, TTFT {result.grpc_ttft * 1000:.0f} ms, "
             f"end-to-end {result.grpc_e2e:.1f} tok/s")
+        if REFERENCE_GGUF:
+            result.paired = await paired_single(stub, text, REFERENCE_GGUF[0], cfg)
+            log("  paired with the reference (reference / service tok/s): "
+                + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in result.paired))
         if gateway:
             try:
                 result.gw_tps, result.gw_ttft, result.gw_e2e = await single_gateway(gateway, cfg)
@@ -567,6 +596,19 @@ def report(results: list[Result], refs: dict[int, float], cfg: Config, machine: 
     notes += [f"* {r.engine}: {r.gw_note}" for r in results if r.gw_note]
     if notes:
         lines += ["", *notes]
+    paired = [r for r in ok if r.paired]
+    if paired:
+        lines += ["", f"Single stream paired with the reference: {cfg.paired_rounds} rounds, each one generation of the "
+                  f"reference (2 threads) and then one stream of the engine, the same prompt and {cfg.new_tokens} tokens "
+                  "(a ratio of neighbours; the table above compares bests taken minutes apart):", "",
+                  "| engine | median ratio | lowest | highest | reference median tok/s | engine median tok/s | rounds |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in paired:
+            ratios = [b / a for a, b in r.paired]
+            lines.append(f"| {r.engine} | {statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} | "
+                         f"{statistics.median(a for a, _ in r.paired):.1f} | "
+                         f"{statistics.median(b for _, b in r.paired):.1f} | "
+                         + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in r.paired) + " |")
     lines += ["", "Through the gateway (OpenAI SSE /v1/chat/completions, end to end: tokens / (last token − request "
               "sent)), compared with gRPC:", "",
               "| engine | gateway decode tok/s | gateway e2e tok/s Δ | gateway TTFT Δ ms |", "|---|---|---|---|"]
@@ -602,7 +644,7 @@ def main() -> None:
     parser.add_argument("--output", default="", help="markdown file (default: benchmarks/results/inference.md; "
                                                      "none with --quick)")
     args = parser.parse_args()
-    cfg = Config(16, 8, (1, 4), 1, 128, 200) if args.quick else Config()
+    cfg = Config(16, 8, (1, 4), 1, 128, 200, paired_rounds=2) if args.quick else Config()
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(wanted) - set(ENGINES)
     if unknown:
@@ -633,6 +675,7 @@ def main() -> None:
         for threads in (1, 2):
             refs[threads] = reference_llamacpp(source.gguf, cfg_prompt_tokens, cfg, threads)
             log(f"llama-cpp-python in-process reference, {threads} thread(s): {refs[threads]:.1f} tok/s")
+        REFERENCE_GGUF[:] = [source.gguf]
 
     output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     results = []
