@@ -76,7 +76,6 @@ ENGINES = {  # name -> environment of the inference service
 KV_BYTES_PER_TOKEN = 30 * 2 * 3 * 64 * 4  # SmolLM2-135M, float32 keys and values (llama.cpp: f16, half)
 RPC_TIMEOUT = 600.0
 cfg_prompt_tokens: list[int] = []  # the single-stream chat prompt's token ids (set in main)
-REFERENCE_GGUF: list[Path] = []  # the GGUF the in-process reference runs (set in main when llama-cpp-python is here)
 
 
 @dataclass
@@ -439,7 +438,7 @@ async def paired_single(stub, text: str, gguf: Path, cfg: Config) -> list[tuple[
 
 
 async def measure(result: Result, target: str, gateway: str | None, pid: int, tokenizer, ppl_ids, windows,
-                  cfg: Config) -> None:
+                  cfg: Config, reference: Path | None) -> None:
     text = chat_text(tokenizer, QUESTION)
     mark = lambda phase: result.rss.__setitem__(phase, vm(pid).get("VmHWM", math.nan))  # noqa: E731
     mark("idle")
@@ -449,8 +448,8 @@ async def measure(result: Result, target: str, gateway: str | None, pid: int, to
         result.grpc_tps, result.grpc_ttft, result.grpc_e2e = await single_grpc(stub, text, cfg)
         log(f"  gRPC single stream: {result.grpc_tps:.1f} tok/s, TTFT {result.grpc_ttft * 1000:.0f} ms, "
             f"end-to-end {result.grpc_e2e:.1f} tok/s")
-        if REFERENCE_GGUF:
-            result.paired = await paired_single(stub, text, REFERENCE_GGUF[0], cfg)
+        if reference is not None:
+            result.paired = await paired_single(stub, text, reference, cfg)
             log("  paired with the reference (reference / service tok/s): "
                 + ", ".join(f"{a:.0f} / {b:.0f}" for a, b in result.paired))
         if gateway:
@@ -485,7 +484,9 @@ def gateway_targets_off() -> dict[str, str]:
     return {f"GENAI_GATEWAY_{name.upper()}_TARGET": "" for name in SERVICES}
 
 
-def run_engine(name: str, tokenizer, ppl_ids, windows, cfg: Config, logs: Path) -> Result:
+def run_engine(name: str, tokenizer, ppl_ids, windows, cfg: Config, logs: Path, reference: Path | None) -> Result:
+    """One engine's service and gateway, measured; ``reference``: the GGUF llama-cpp-python runs beside the single
+    stream (None without llama-cpp-python)."""
     result = Result(name)
     inf_port, gw_port = free_port(), free_port()
     inf_log, gw_log = logs / f"{name}-inference.log", logs / f"{name}-gateway.log"
@@ -518,7 +519,8 @@ def run_engine(name: str, tokenizer, ppl_ids, windows, cfg: Config, logs: Path) 
             result.gw_note = f"gateway not ready: {str(exc).splitlines()[0][:100]}"
             log(f"  {result.gw_note} (see {gw_log})")
             base = None
-        asyncio.run(measure(result, f"127.0.0.1:{inf_port}", base, inference.pid, tokenizer, ppl_ids, windows, cfg))
+        asyncio.run(measure(result, f"127.0.0.1:{inf_port}", base, inference.pid, tokenizer, ppl_ids, windows, cfg,
+                            reference))
     except Exception as exc:  # noqa: BLE001 - one engine failing does not stop the others
         result.error = f"{type(exc).__name__}: {str(exc)[:300]}"
         log(f"{name}: FAILED {result.error} (logs in {logs})")
@@ -675,13 +677,12 @@ def main() -> None:
         for threads in (1, 2):
             refs[threads] = reference_llamacpp(source.gguf, cfg_prompt_tokens, cfg, threads)
             log(f"llama-cpp-python in-process reference, {threads} thread(s): {refs[threads]:.1f} tok/s")
-        REFERENCE_GGUF[:] = [source.gguf]
 
     output = args.output or ("" if args.quick else str(REPO / "benchmarks" / "results" / "inference.md"))
     results = []
     with tempfile.TemporaryDirectory(prefix="inference-bench-") as tmp:
         for name in wanted:
-            results.append(run_engine(name, tokenizer, ppl_ids, windows, cfg, Path(tmp)))
+            results.append(run_engine(name, tokenizer, ppl_ids, windows, cfg, Path(tmp), source.gguf if refs else None))
             if output:  # what is measured so far survives an interrupted run
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
                 Path(output).write_text(report(results, refs, cfg, machine, bandwidth, source)

@@ -349,14 +349,14 @@ async def reranker(args, root: Path) -> dict:
     return out
 
 
-def paired(a: list[float], b: list[float], resamples: int = 2000) -> dict:
-    """Per-query comparison of a against b: mean difference with a 95 % percentile-bootstrap CI over the queries,
-    and how many queries each side wins."""
+def paired(a: list[float], b: list[float]) -> dict:
+    """Per-query comparison of a against b: the evaluation service's paired bootstrap (mean difference and its 95 %
+    percentile CI over the queries), and how many queries each side wins."""
+    from genai_evaluation.statistics import paired_bootstrap
+
+    mean, low, high = paired_bootstrap(b, a, resamples=2000, seed=11)
     diffs = [x - y for x, y in zip(a, b, strict=True)]
-    rng = random.Random(11)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
-    return {"mean": sum(diffs) / len(diffs), "low": means[int(0.025 * resamples)],
-            "high": means[int(0.975 * resamples) - 1], "wins": sum(d > 0 for d in diffs),
+    return {"mean": mean, "low": low, "high": high, "wins": sum(d > 0 for d in diffs),
             "losses": sum(d < 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
 
 

@@ -30,11 +30,11 @@ def _process_tuning(settings: Settings) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", policy)
     # glibc raises its mmap threshold after each large free, and from then on keeps prompt-sized buffers in
     # the heap for good: resident memory only ever grows. Fixed thresholds bound that. They sit above
-    # onnxruntime's per-layer attention scratch of a decode step ([rows, heads, 1, 8,192] float32: 4.7 MB at 16
-    # rows), which comes and goes 30 times a step: at 256 KiB (the setting before) each was a fresh mapping
-    # faulted in page by page, and a 16-stream step took 33 ms instead of 25-27 (make bench-inference). 6 MiB
-    # keeps the prompt-logprob logits (32 x 49,152 float32 = 6.3 MB) and a prefill's 18 MiB scratch mapped
-    # and handed back: at 8 or 24 MiB the peak RSS grew by 10 MiB (404-406 MiB against the 400 target).
+    # onnxruntime's per-layer attention scratch ([rows, heads, tokens, KV capacity] float32; 4.7 MB for a
+    # 16-row decode step at the full 8,192-position capacity), which comes and goes 30 times a forward: at
+    # 256 KiB (the setting before) each was a fresh mapping faulted in page by page, and a 16-stream step took
+    # 33 ms instead of 25-27 (make bench-inference). 6 MiB keeps the prompt-logprob logits (32 x 49,152 float32
+    # = 6.3 MB) mapped and handed back: at 8 or 24 MiB the peak RSS grew by 3-5 MiB.
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD

@@ -222,7 +222,7 @@ class SlotCache:
         self.capacity = capacity
         fresh = [_kv_buffer(self.dims, self.dtype) for _ in range(2 * self.shape.layers)]
         held = [(int(slot), int(self.lengths[slot])) for slot in np.flatnonzero(self.lengths)]
-        for (array, _), (previous, region) in zip(fresh, old, strict=False):
+        for (array, _), (previous, region) in zip(fresh, old, strict=False):  # old is empty on the first call
             for slot, length in held:
                 array[slot, :, :length] = previous[slot, :, :length]
             region.madvise(mmap.MADV_DONTNEED)
